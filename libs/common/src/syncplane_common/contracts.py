@@ -1,0 +1,345 @@
+"""Message contracts: what services exchange on the subjects of :mod:`subjects`.
+
+Frozen pydantic models with a ``schema_version``; events are named in the past tense,
+commands in the imperative. A provider payload is never a contract: the gateway wraps a
+verified webhook in :class:`WebhookReceived`, consumers refetch what it points at.
+Adding an optional field keeps the version; removing or retyping one bumps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from syncplane_common import subjects
+
+ProviderName = Literal["strava", "google_fit", "whoop", "google_calendar"]
+UserId = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # A message from a newer producer must fail loudly (and dead-letter), not be misread.
+    schema_version: Literal[1] = 1
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+
+# -- webhooks ------------------------------------------------------------------------------
+
+
+class WebhookReceived(Contract):
+    """A verified provider notification: what changed, not the data itself."""
+
+    provider: Literal["strava", "whoop", "gcal"]
+    kind: str = Field(
+        description="activity | athlete | recovery | sleep | workout | cycle | events"
+    )
+    event_id: str = Field(description="Deterministic id; also the Nats-Msg-Id.")
+    object_id: str | None = Field(None, description="Provider id of the changed object.")
+    owner_id: str | None = Field(None, description="Provider account id (athlete, WHOOP user).")
+    action: str | None = Field(None, description="create | update | delete | sync | exists ...")
+    event_time: datetime | None = None
+    received_at: datetime
+    attributes: dict[str, JsonValue] = Field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        return subjects.webhook_received(self.provider, self.kind)
+
+
+# -- sync commands and events --------------------------------------------------------------
+
+SyncKind = Literal["backfill", "incremental", "webhook", "scheduled", "on_demand"]
+
+
+class SyncRequested(Contract):
+    """Command: run a sync session for one user's connection."""
+
+    request_id: str = Field(description="Dedupe id; also the Nats-Msg-Id.")
+    user_id: UserId
+    provider: ProviderName
+    kind: SyncKind
+    data_types: tuple[str, ...] = ()
+    object_id: str | None = Field(None, description="For webhook work: the one object.")
+    action: Literal["fetch", "delete"] | None = None
+    since: datetime | None = None
+    requested_at: datetime
+    priority: Literal["interactive", "background"] = "background"
+
+    @property
+    def subject(self) -> str:
+        return subjects.sync_requested(self.provider)
+
+
+class SyncProgress(Contract):
+    session_id: str
+    user_id: UserId
+    provider: ProviderName
+    phase: str
+    fetched: int = 0
+    stored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    estimated_completion: datetime | None = None
+    at: datetime
+
+
+class SyncCompleted(Contract):
+    session_id: str
+    user_id: UserId
+    provider: ProviderName
+    kind: SyncKind
+    fetched: int
+    stored: int
+    failed: int
+    skipped: int
+    completed_at: datetime
+
+
+class SyncFailed(Contract):
+    session_id: str
+    user_id: UserId
+    provider: ProviderName
+    kind: SyncKind
+    error: dict[str, JsonValue]
+    failed_at: datetime
+
+
+class RecordsChanged(Contract):
+    user_id: UserId
+    provider: ProviderName
+    data_type: str
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    at: datetime
+
+
+# -- connection lifecycle ------------------------------------------------------------------
+
+
+class ConnectionEvent(Contract):
+    user_id: UserId
+    provider: ProviderName
+    provider_account_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    reason: str | None = None
+    occurred_at: datetime
+
+
+class ConnectionConnected(ConnectionEvent):
+    pass
+
+
+class ConnectionRevoked(ConnectionEvent):
+    pass
+
+
+class ConnectionReauthRequired(ConnectionEvent):
+    pass
+
+
+# -- calendar ------------------------------------------------------------------------------
+
+
+class CalendarEventBody(Contract):
+    id: str | None = None
+    calendar_id: str
+    title: str = ""
+    description: str = ""
+    location: str = ""
+    start: str = Field(description="RFC 3339 date-time, or a date when all_day")
+    end: str
+    all_day: bool = False
+    time_zone: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+
+class CalendarLocalChanged(Contract):
+    change_id: str
+    user_id: UserId
+    event: CalendarEventBody
+    at: datetime
+
+
+class CalendarRemoteChanged(Contract):
+    change_id: str
+    user_id: UserId
+    google_event_id: str
+    event: CalendarEventBody
+    at: datetime
+
+
+class CalendarConflictDetected(Contract):
+    conflict_id: str
+    user_id: UserId
+    local: CalendarEventBody
+    remote: CalendarEventBody
+    policy: str
+    winner: Literal["local", "remote", "merged"]
+    at: datetime
+
+
+# -- request / reply envelopes -------------------------------------------------------------
+
+
+ErrorCode = Literal[
+    "bad_request",
+    "not_found",
+    "not_connected",
+    "reauth_required",
+    "revoked",
+    "unavailable",
+    "conflict",
+    "internal",
+]
+
+
+class ErrorReply(Contract):
+    """The typed error of any request/reply subject; ``code`` says what the caller does."""
+
+    code: ErrorCode
+    message: str
+    retry_after: float | None = None
+
+
+class Reply(Contract):
+    """Every reply carries either its payload fields or ``error``."""
+
+    error: ErrorReply | None = None
+
+
+# -- token.* (token-service) -------------------------------------------------------------
+
+
+def token_fingerprint(token: str) -> str:
+    """sha256 hex of an access token: how ``TokenGet.rejected_token_fingerprint`` names a
+    token the provider refused, without the token itself crossing the bus."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenGet(Contract):
+    """Command: an access token valid for at least ``min_valid_seconds``."""
+
+    user_id: UserId
+    provider: ProviderName
+    min_valid_seconds: int = Field(300, ge=0, le=3600)
+    force_refresh: bool = False
+    rejected_token_fingerprint: str | None = Field(
+        None,
+        description="sha256 hex of the token the provider refused (401); refresh only "
+        "if it is still the stored one.",
+    )
+
+
+class TokenGetReply(Reply):
+    access_token: str | None = None
+    expires_at: datetime | None = None
+    provider_account_id: str | None = None
+    scopes: tuple[str, ...] = ()
+
+
+class TokenExchange(Contract):
+    """Command: turn an OAuth authorization code into a stored connection."""
+
+    user_id: UserId
+    provider: ProviderName
+    code: str = Field(min_length=1, max_length=4096)
+    redirect_uri: str
+    requested_scopes: tuple[str, ...] = ()
+    code_verifier: str | None = None
+    state_nonce: str = Field(min_length=8, max_length=200, description="Single-use.")
+
+
+class TokenExchangeReply(Reply):
+    provider_account_id: str | None = None
+    scopes: tuple[str, ...] = ()
+    reconnected: bool = False
+
+
+class TokenRevoke(Contract):
+    user_id: UserId
+    provider: ProviderName
+    reason: str = "user_request"
+
+
+class TokenRevokeReply(Reply):
+    revoked: bool = False
+
+
+class ConnectionView(Contract):
+    provider: ProviderName
+    status: Literal["active", "reauth_required", "revoked"]
+    provider_account_id: str | None
+    scopes: tuple[str, ...]
+    connected_at: datetime
+    updated_at: datetime
+    last_refreshed_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class ConnectionsList(Contract):
+    user_id: UserId
+
+
+class ConnectionsListReply(Reply):
+    connections: tuple[ConnectionView, ...] = ()
+
+
+PAYLOADS: dict[str, type[Contract]] = {
+    "webhook.received.>": WebhookReceived,
+    "sync.requested.>": SyncRequested,
+    "sync.progress.>": SyncProgress,
+    "sync.completed.>": SyncCompleted,
+    "sync.failed.>": SyncFailed,
+    "records.changed.>": RecordsChanged,
+    "connection.>": ConnectionEvent,
+    subjects.CALENDAR_LOCAL_CHANGED: CalendarLocalChanged,
+    subjects.CALENDAR_REMOTE_CHANGED: CalendarRemoteChanged,
+    subjects.CALENDAR_CONFLICT_DETECTED: CalendarConflictDetected,
+}
+
+
+class StravaSubscriptionEnsure(Contract):
+    """Command: make sure Strava's one push subscription points at ``callback_url``.
+
+    token-service holds the app credentials Strava wants; Strava then validates the
+    callback synchronously against the gateway with ``verify_token``.
+    """
+
+    callback_url: str
+    verify_token: str = Field(min_length=1)
+
+
+class StravaSubscriptionEnsureReply(Reply):
+    subscription_id: int | None = None
+    created: bool = False
+
+
+# Request / reply subjects: what is asked, and what comes back.
+REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
+    subjects.TOKEN_GET: (TokenGet, TokenGetReply),
+    subjects.TOKEN_EXCHANGE: (TokenExchange, TokenExchangeReply),
+    subjects.TOKEN_REVOKE: (TokenRevoke, TokenRevokeReply),
+    subjects.CONNECTIONS_LIST: (ConnectionsList, ConnectionsListReply),
+    subjects.STRAVA_SUBSCRIPTION_ENSURE: (StravaSubscriptionEnsure, StravaSubscriptionEnsureReply),
+}
+
+
+def contract_for(subject: str) -> type[Contract]:
+    for pattern, model in PAYLOADS.items():
+        if subjects.subject_matches(pattern, subject) or pattern == subject:
+            return model
+    raise LookupError(f"no contract for subject {subject!r}")
+
+
+def json_schema(model: type[Contract]) -> dict[str, Any]:
+    return model.model_json_schema(mode="serialization")

@@ -1,0 +1,109 @@
+"""Request/reply over a real nats-server: typed replies, typed errors, one answer per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from faststream.nats import NatsBroker
+from syncplane_common import rpc
+from syncplane_common.contracts import TokenGet, TokenGetReply
+from syncplane_common.errors import (
+    NotConnectedError,
+    PermanentError,
+    ReauthRequiredError,
+    RetryableError,
+)
+from syncplane_devstack.embedded import EmbeddedNats
+
+pytestmark = pytest.mark.integration
+
+SUBJECT = "test.token.get"
+AT = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _replica(url: str, name: str, served: list[str]) -> NatsBroker:
+    broker = NatsBroker(url, logger=None)
+
+    @rpc.responder(broker, SUBJECT, TokenGet, TokenGetReply, queue="token-service")
+    async def token_get(ask: TokenGet) -> TokenGetReply:
+        served.append(name)
+        if ask.user_id == "reauth":
+            raise ReauthRequiredError("refresh token revoked")
+        if ask.user_id == "nobody":
+            raise NotConnectedError("no strava connection for nobody")
+        if ask.user_id == "crash":
+            raise ZeroDivisionError("bug")
+        return TokenGetReply(access_token=f"token-{ask.user_id}", expires_at=AT)
+
+    return broker
+
+
+@pytest.fixture
+async def brokers(nats_server: EmbeddedNats) -> AsyncIterator[tuple[NatsBroker, list[str]]]:
+    served: list[str] = []
+    replicas = [_replica(nats_server.url, f"r{i}", served) for i in range(3)]
+    caller = NatsBroker(nats_server.url, logger=None)
+    for broker in [*replicas, caller]:
+        await broker.start()
+        await rpc.start_responders(broker)
+    yield caller, served
+    for broker in [*replicas, caller]:
+        await broker.stop()
+
+
+async def test_each_request_is_answered_once_by_the_queue_group(
+    brokers: tuple[NatsBroker, list[str]],
+) -> None:
+    caller, served = brokers
+    for i in range(30):
+        reply = await rpc.request(
+            caller, SUBJECT, TokenGet(user_id=f"u{i}", provider="strava"), TokenGetReply
+        )
+        assert reply.access_token == f"token-u{i}"
+    assert len(served) == 30  # one replica per request, not all three
+    assert len(set(served)) > 1  # and the group spreads the load
+
+
+async def test_errors_come_back_as_the_error_tree(
+    brokers: tuple[NatsBroker, list[str]],
+) -> None:
+    caller, _ = brokers
+    with pytest.raises(ReauthRequiredError):
+        await rpc.request(
+            caller, SUBJECT, TokenGet(user_id="reauth", provider="strava"), TokenGetReply
+        )
+    with pytest.raises(NotConnectedError):
+        await rpc.request(
+            caller, SUBJECT, TokenGet(user_id="nobody", provider="strava"), TokenGetReply
+        )
+    with pytest.raises(RetryableError):  # an owner's bug is "try later", never a hang
+        await rpc.request(
+            caller, SUBJECT, TokenGet(user_id="crash", provider="strava"), TokenGetReply
+        )
+
+
+async def test_malformed_request_is_a_bad_request_not_a_timeout(
+    brokers: tuple[NatsBroker, list[str]],
+) -> None:
+    caller, _ = brokers
+    msg = await caller.connection.request(SUBJECT, b'{"user_id": ""}', timeout=2)
+    reply = TokenGetReply.model_validate_json(msg.data)
+    assert reply.error is not None
+    assert reply.error.code == "bad_request"
+    assert "user_id" in reply.error.message
+    with pytest.raises(PermanentError):
+        rpc.raise_error(reply.error)
+
+
+async def test_no_owner_running_is_retryable_at_once(nats_server: EmbeddedNats) -> None:
+    caller = NatsBroker(nats_server.url, logger=None)
+    await caller.start()
+    try:
+        with pytest.raises(RetryableError, match="nobody serves"):
+            await rpc.request(
+                caller, "test.nobody.home", TokenGet(user_id="u", provider="strava"), TokenGetReply
+            )
+    finally:
+        await caller.stop()
