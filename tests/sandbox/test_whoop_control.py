@@ -30,7 +30,14 @@ async def listed(client: Client, user: int, path: str) -> list[dict[str, Any]]:
     return records
 
 
-async def test_generation_is_deterministic_per_seed(client: Client, sandbox: Sandbox) -> None:
+async def test_generation_is_deterministic_per_seed(
+    client: Client, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A record cannot be created after "now", so the newest night's created_at is clamped
+    # to the clock; pin the clock or the two runs differ by the milliseconds between them.
+    frozen = sandbox.clock.time()
+    monkeypatch.setattr(sandbox.clock, "time", lambda: frozen)
+
     async def run() -> list[dict[str, Any]]:
         user = user_id(sandbox, "det")
         made = await generate(client, user, "recovery", 3)
