@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from faststream.nats import NatsBroker
-from faststream.nats.message import NatsMessage
+from faststream.nats.annotations import NatsMessage
 from syncplane_common import bus, rpc, subjects
 from syncplane_common.contracts import (
     ConnectionEvent,

@@ -16,17 +16,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syncplane_common.contracts import ProviderName, SyncRequested
 from syncplane_common.errors import NotFoundError
 
 from sync_worker import strava_store
-from sync_worker.engine import Conn, FetchedPage, Stored
+from sync_worker.engine import FetchedPage, Stored
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity, StravaClient, StravaUsage
 from sync_worker.strava_store import StoredActivity
 from sync_worker.tokens import TokenLease
+
+if TYPE_CHECKING:
+    from sync_worker.engine import Conn
 
 UsageObserver = Callable[[StravaUsage], Awaitable[None]]
 
