@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -21,6 +21,11 @@ from sync_worker.providers.whoop import Kind, WhoopRecord, parse_record
 from syncplane_common.db import create_pool
 from syncplane_common.migrations import migrate_all
 from syncplane_common.migrations_registry import service_migrations
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Tx: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 pytestmark = pytest.mark.integration
 
@@ -240,7 +245,7 @@ async def test_writes_follow_the_callers_transaction(pool: asyncpg.Pool) -> None
     owner = user()
     record = variant("recovery", 7)
 
-    async def page_then_failed_checkpoint(conn: asyncpg.Connection) -> None:
+    async def page_then_failed_checkpoint(conn: Tx) -> None:
         async with conn.transaction():
             await store.upsert(conn, owner, "recovery", [record], T0)
             raise RuntimeError("the checkpoint save failed")
