@@ -379,7 +379,7 @@ async def test_a_400_is_permanent_unless_a_token_was_sent(
         await collect(whoop.resume(token, {"kind": "sleep", "next_token": "garbage!"}))
 
 
-async def test_transport_failure_is_retryable(whoop: WhoopClient) -> None:
+async def test_transport_failure_is_retryable() -> None:
     async with aiohttp.ClientSession() as session:
         dead = WhoopClient(session, "http://127.0.0.1:9/whoop/developer", ManualClock(NOW))
         with pytest.raises(RetryableError):
