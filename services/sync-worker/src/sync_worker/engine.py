@@ -112,7 +112,12 @@ class Source(Protocol):
 
     async def observe(self, usage: Any) -> None: ...
 
-    async def enrich(self, conn: Conn, user_id: str, items: Sequence[Any]) -> Sequence[Any]: ...
+    async def enrich(
+        self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
+    ) -> Sequence[Any]:
+        """``quick``: one interactive object; enrich from caches, leave the rest to the
+        enrichment pass."""
+        ...
 
     async def store(
         self,
@@ -221,7 +226,9 @@ class Engine:
             lease = TokenLease(self.tokens, user_id, provider)
             item = await source.fetch_one(lease, object_id)
         async with self.pool.acquire() as conn:
-            prepared = [] if item is None else await source.enrich(conn, user_id, [item])
+            prepared = (
+                [] if item is None else await source.enrich(conn, user_id, [item], quick=True)
+            )
             now = self.clock.now()
             async with conn.transaction():
                 if item is None:

@@ -105,14 +105,16 @@ class StravaActivities:
         if self._observe is not None and isinstance(usage, StravaUsage):
             await self._observe(usage)
 
-    async def enrich(self, conn: Conn, user_id: str, items: Sequence[Any]) -> list[StoredActivity]:
+    async def enrich(
+        self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
+    ) -> list[StoredActivity]:
         activities: list[Activity] = list(items)
         if self.enricher is None or not activities:
             return [StoredActivity(a, enrichment=_nothing_to_fill()) for a in activities]
         # An activity stored with the same payload is not rewritten: do not look it up.
         stored = await strava_store.stored_hashes(conn, user_id, (a.id for a in activities))
         changed = [a for a in activities if stored.get(a.id) != strava_store.content_hash(a.raw)]
-        enriched = {s.activity.id: s for s in await self.enricher.enrich(changed)}
+        enriched = {s.activity.id: s for s in await self.enricher.enrich(changed, quick=quick)}
         return [enriched.get(a.id) or StoredActivity(a) for a in activities]
 
     async def store(

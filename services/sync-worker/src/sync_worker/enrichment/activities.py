@@ -48,14 +48,18 @@ class ActivityEnricher:
         self.geocoding = geocoding
         self.inline_lookups = inline_lookups
 
-    async def enrich(self, activities: Sequence[Activity]) -> list[StoredActivity]:
+    async def enrich(
+        self, activities: Sequence[Activity], *, quick: bool = False
+    ) -> list[StoredActivity]:
+        """``quick``: from the caches only (a webhook must not queue behind Open-Meteo's
+        one-request-at-a-time or Nominatim's 1/s); the enrichment pass fills the rest."""
         points = [
             None
             if a.start_latlng is None
             else Point(a.start_latlng[0], a.start_latlng[1], a.start_date)
             for a in activities
         ]
-        found = await self.find(points, self.inline_lookups)
+        found = await self.find(points, 0 if quick else self.inline_lookups, quick=quick)
         return [
             StoredActivity(
                 activity=a,
@@ -68,7 +72,9 @@ class ActivityEnricher:
             for a, f in zip(activities, found, strict=True)
         ]
 
-    async def find(self, points: Sequence[Point | None], lookups: int) -> list[Found]:
+    async def find(
+        self, points: Sequence[Point | None], lookups: int, *, quick: bool = False
+    ) -> list[Found]:
         """Weather and place per point. A point that is None (no GPS) has nothing to
         find: it counts as enriched, or the later pass would retry it for ever."""
         weather_by_key: dict[Any, Any] = {}
