@@ -5,8 +5,8 @@ are this engine over a different :class:`CounterStore`, so the behaviour the sha
 tests is the behaviour production runs; only compare-and-set differs.
 
 A reservation spans every window of the provider. The store can only compare-and-set one
-slot at a time, so windows are reserved one after another and, when a later one refuses
-(another replica got there first), the earlier ones are released again. In between, a
+slot at a time, so every window is reserved on its own and, when one refuses (another
+replica got there first), the others are released again. In between, a
 slot may briefly count a call that is never made: that only ever refuses too early, never
 admits too much, which is the side a budget has to err on.
 """
@@ -145,16 +145,21 @@ class CountingBudget:
         ]
         if refused:
             return self._wait(priority, refused, now)
-        done: list[Slot] = []
-        for slot, state in zip(slots, states, strict=True):
-            if await self._update(slot, self._reserving(priority, cost), state) is None:
-                # Another replica took the room between our read and our write.
-                for earlier in done:
-                    await self._update(
-                        earlier, functools.partial(released, priority=priority, cost=cost)
-                    )
-                return self._wait(priority, [slot], now)
-            done.append(slot)
+        # All windows at once: one round trip however many windows the provider has.
+        results = await asyncio.gather(
+            *(
+                self._update(slot, self._reserving(priority, cost), state)
+                for slot, state in zip(slots, states, strict=True)
+            )
+        )
+        lost = [slot for slot, result in zip(slots, results, strict=True) if result is None]
+        if lost:
+            # Another replica took the room between our read and our write: give back
+            # what we did get, so the windows keep counting only calls that are made.
+            release = functools.partial(released, priority=priority, cost=cost)
+            won = [slot for slot, result in zip(slots, results, strict=True) if result is not None]
+            await asyncio.gather(*(self._update(slot, release) for slot in won))
+            return self._wait(priority, lost, now)
         metrics.acquired(provider, priority, cost)
         return 0.0
 

@@ -87,7 +87,11 @@ class RateBudget(Protocol):
     async def acquire(self, provider: str, priority: Priority, cost: int = 1) -> float:
         """Reserve ``cost`` calls in every window of ``provider``. Returns 0.0 when reserved;
         otherwise the seconds until the earliest window boundary that could admit it, and
-        nothing is reserved (the caller naks with that delay / sleeps)."""
+        nothing is reserved (the caller naks with that delay / sleeps).
+
+        The wait counts from the moment ``acquire`` read the clock. Several callers
+        refused in one window all get the same boundary: wait for the boundary, not for
+        "now + wait" taken after other work has moved time on."""
         ...
 
     async def observe(
