@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from provider_sandbox.app import SANDBOX_KEY, create_app
+from provider_sandbox.app import PARTS_KEY, SANDBOX_KEY, create_app
 from provider_sandbox.core import VirtualClock
 from sync_worker.budget import (
     BUCKET,
@@ -133,10 +133,15 @@ REDELIVERY_LAG = 3.0
 
 
 class SandboxTime:
-    """The workers' Clock reads the sandbox's virtual time, so windows line up with its."""
+    """The workers' Clock reads the sandbox's virtual time, so windows line up with its.
+
+    ``probe``, when set, is read just before the clock leaves a window: what the sandbox
+    counted in it, collected in ``counted``."""
 
     def __init__(self, clock: VirtualClock) -> None:
         self.clock = clock
+        self.probe: Callable[[], int] | None = None
+        self.counted: list[int] = []
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -152,6 +157,8 @@ class SandboxTime:
         # Several workers wait for the same boundary: only the first one moves the clock.
         behind = target - self.clock.time()
         if behind > 0:
+            if self.probe is not None:
+                self.counted.append(self.probe())
             self.clock.advance(behind)
 
 
@@ -177,6 +184,13 @@ async def test_three_workers_backfill_without_429s_at_full_budget(
     todo = [athlete["access_token"] for athlete in (await seeded.json())["athletes"]]
     api_base = str(sandbox_client.make_url("/strava/api/v3"))
     limits = {"strava": STRAVA_WINDOWS}
+    limiter = sandbox_client.app[PARTS_KEY]["strava"].limiter  # type: ignore[attr-defined]
+
+    def read_quarter() -> int:
+        usage = limiter.headers(sandbox.clock.time())["X-ReadRateLimit-Usage"]
+        return int(usage.split(",")[0])
+
+    time.probe = read_quarter
     first = int(sandbox.clock.time() // 900) * 900
     fetched: list[int] = []
 
@@ -223,5 +237,14 @@ async def test_three_workers_backfill_without_429s_at_full_budget(
     assert len(used) == math.ceil(calls / allowed)
     full = used[:-1]  # the last window is where the work ran out
     utilisation = sum(full) / (allowed * len(full))
-    print(f"\nbackfill: {calls} calls in {len(used)} windows {used}; utilisation {utilisation:.3f}")
+    # The provider's view: calls it served per window. A call reserved just before a
+    # boundary may be served just after it, so these may differ from ours by a few.
+    counted = [*time.counted, read_quarter()]
+    served = sum(counted[:-1]) / (allowed * (len(counted) - 1))
+    print(
+        f"\nbackfill: {calls} calls in {len(used)} windows; reserved {used} "
+        f"(utilisation {utilisation:.3f}); served {counted} (utilisation {served:.3f})"
+    )
     assert min(full) >= 0.95 * allowed, used
+    assert len(counted) == len(used)
+    assert min(counted[:-1]) >= 0.95 * allowed, counted
