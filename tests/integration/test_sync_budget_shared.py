@@ -248,3 +248,43 @@ async def test_three_workers_backfill_without_429s_at_full_budget(
     assert min(full) >= 0.95 * allowed, used
     assert len(counted) == len(used)
     assert min(counted[:-1]) >= 0.95 * allowed, counted
+
+
+async def test_interactive_calls_get_through_while_a_backfill_holds_its_share(
+    replicas: Replicas, sandbox_client: TestClient[web.Request, web.Application]
+) -> None:
+    sandbox = sandbox_client.app[SANDBOX_KEY]
+    time = SandboxTime(sandbox.clock)
+    time.advance_to(math.ceil(sandbox.clock.time() / 900) * 900 + REDELIVERY_LAG)
+    seeded = await sandbox_client.post(
+        "/_sandbox/strava/seed",
+        json={"athletes": 1, "activities_per_athlete": 3, "tokens": True},
+    )
+    token = (await seeded.json())["athletes"][0]["access_token"]
+    limits = {"strava": STRAVA_WINDOWS}
+    backfill = await replicas.budget(limits, time, 0.8)
+    webhooks = await replicas.budget(limits, time, 0.8)
+
+    async with aiohttp.ClientSession() as session:
+        client = StravaClient(session, str(sandbox_client.make_url("/strava/api/v3")), time)
+
+        async def call(budget: KvRateBudget, priority: Priority) -> float:
+            sent = time.now()
+            wait = await budget.acquire("strava", priority)
+            if wait == 0.0:
+                got = await client.list_activities(token, after=None, before=None, page=1)
+                await budget.observe("strava", strava_observed(got.usage), at=sent)
+            return wait
+
+        backfilled = 0
+        while await call(backfill, BG) == 0.0:
+            backfilled += 1
+        assert backfilled == 80
+        # The backfill is held at its share; webhook work still has the rest, at once.
+        assert [await call(webhooks, FG) for _ in range(20)] == [0.0] * 20
+        wait = await call(webhooks, FG)
+    quarter_left = 900 - sandbox.clock.time() % 900
+    assert wait == pytest.approx(quarter_left, abs=1.0)
+    stats = await (await sandbox_client.get("/_sandbox/stats")).json()
+    assert stats["calls"]["strava GET /athlete/activities"] == 100
+    assert sum(stats["rate_limited"].values()) == 0
