@@ -1,6 +1,6 @@
 """The one reservation mechanism behind every rate budget, over a counter store port.
 
-Both implementations (:class:`MemoryRateBudget`, :class:`~sync_worker.budget.KvRateBudget`)
+Both implementations (``MemoryRateBudget`` in _budget_memory, ``KvRateBudget`` in _budget_kv)
 are this engine over a different :class:`CounterStore`, so the behaviour the shared suite
 tests is the behaviour production runs; only compare-and-set differs.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -39,7 +38,7 @@ from sync_worker._budget_policy import (
     slot_of,
 )
 
-__all__ = ["CounterStore", "CountingBudget", "MemoryCounterStore", "MemoryRateBudget"]
+__all__ = ["DEFAULT_CLOCK_SKEW", "CounterStore", "CountingBudget"]
 
 # Compare-and-set attempts on one slot before giving up. Each retry means another replica
 # wrote the same slot in between; dozens in a row means the store is misbehaving.
@@ -60,33 +59,6 @@ class CounterStore(Protocol):
     async def write(self, slot: Slot, counts: Counts, revision: int | None) -> bool:
         """Store ``counts`` if the slot is still at ``revision``; False if it moved on."""
         ...
-
-
-class MemoryCounterStore:
-    """The in-memory store: one process, so compare-and-set is a dictionary lookup."""
-
-    def __init__(self) -> None:
-        self._slots: dict[Slot, tuple[Counts, int]] = {}
-        self._revisions = itertools.count(1)
-
-    async def read(self, slot: Slot) -> tuple[Counts | None, int | None]:
-        entry = self._slots.get(slot)
-        return (None, None) if entry is None else entry
-
-    async def write(self, slot: Slot, counts: Counts, revision: int | None) -> bool:
-        entry = self._slots.get(slot)
-        if (None if entry is None else entry[1]) != revision:
-            return False
-        if entry is None:
-            # A new window: the ones it follows are over (the KV bucket expires them by TTL).
-            for old in [s for s in self._slots if _same_series(s, slot) and s.end <= slot.start]:
-                del self._slots[old]
-        self._slots[slot] = (counts, next(self._revisions))
-        return True
-
-
-def _same_series(a: Slot, b: Slot) -> bool:
-    return a.provider == b.provider and a.window == b.window
 
 
 class CountingBudget:
@@ -263,20 +235,4 @@ class CountingBudget:
             f"rate budget {slot.provider} {slot.window}: no compare-and-set succeeded in "
             f"{MAX_ATTEMPTS} attempts",
             retry_after=1.0,
-        )
-
-
-class MemoryRateBudget(CountingBudget):
-    """The in-memory budget: for unit tests and a single process."""
-
-    def __init__(
-        self,
-        limits: Mapping[str, Sequence[Window]],
-        clock: Clock,
-        background_share: float = 0.8,
-        *,
-        clock_skew: float = DEFAULT_CLOCK_SKEW,
-    ) -> None:
-        super().__init__(
-            MemoryCounterStore(), limits, clock, background_share, clock_skew=clock_skew
         )

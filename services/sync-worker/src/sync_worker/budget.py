@@ -15,8 +15,17 @@ all of it, so a backfill can never starve it.
 
     RateBudget (Protocol)
      └── CountingBudget      the one mechanism (_budget_engine), over a CounterStore
-          ├── MemoryRateBudget   in-process dictionary: unit tests, one process
+          ├── MemoryRateBudget   in-process dictionary: unit tests, one process (_budget_memory)
           └── KvRateBudget       NATS KV ``rate_budgets``: all replicas (_budget_kv)
+
+A provider call, as the sync engine makes it::
+
+    wait = await budget.acquire("strava", Priority.BACKGROUND)
+    if wait > 0:
+        raise RetryableError("strava budget spent", retry_after=wait)  # nak with delay
+    sent = clock.now()
+    page = await strava.list_activities(token, after=..., before=None, page=n)
+    await budget.observe("strava", strava_observed(page.usage), at=sent)
 
 Google (Calendar, Fit) has sliding per-minute quotas per user and per project and no
 usage headers (§5.1); fixed windows do not model it, so it has no default limits here and
@@ -30,13 +39,9 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
-from sync_worker._budget_engine import (
-    CounterStore,
-    CountingBudget,
-    MemoryCounterStore,
-    MemoryRateBudget,
-)
+from sync_worker._budget_engine import CounterStore, CountingBudget
 from sync_worker._budget_kv import BUCKET, KvCounterStore, KvRateBudget, slot_key
+from sync_worker._budget_memory import MemoryCounterStore, MemoryRateBudget
 from sync_worker._budget_policy import Counts, Observed, Priority, Slot, Window
 from sync_worker._budget_usage import (
     WhoopUsage,
