@@ -172,6 +172,20 @@ class BudgetBehaviour:
         clock.advance(await two.acquire("p", BG))
         assert await take(one, "p", BG, 10) == 4
 
+    async def test_a_replica_that_has_not_heard_does_not_make_others_forget(
+        self, make: MakeBudget, clock: ManualClock
+    ) -> None:
+        told = await make(small(quarter=10, day=1000), clock, 1.0)
+        unaware = await make(small(quarter=10, day=1000), clock, 1.0)
+        await told.observe("p", [Observed("15min", 4, 0)])
+        clock.advance(450.0)
+        # The unaware replica opens the next window with the configured limit...
+        assert await take(unaware, "p", BG, 1) == 1
+        assert await take(told, "p", BG, 1) == 1
+        clock.advance(900.0)
+        # ...which does not undo what the told one learnt for the windows it opens.
+        assert await take(told, "p", BG, 10) == 4
+
     async def test_observe_ignores_answers_about_a_window_already_over(
         self, make: MakeBudget, clock: ManualClock
     ) -> None:

@@ -186,12 +186,15 @@ class CountingBudget:
             if counts is not None:
                 metrics.corrected(provider, slot.window, seen.used - counts.reserved)
 
-    def _adopt(self, provider: str, window: str, limit: int) -> None:
+    def _adopt(self, provider: str, window: str, limit: int, *, told: bool = True) -> None:
+        """Use ``limit`` from now on. Only the provider itself (``told``) brings us back to
+        the configured limit: a slot created by a replica that has not heard from the
+        provider yet carries the configured one, and must not undo what we learnt."""
         configured = next(w.limit for w in self._limits[provider] if w.name == window)
-        if limit == configured:
-            self._adopted.pop((provider, window), None)
-        else:
+        if limit != configured:
             self._adopted[(provider, window)] = limit
+        elif told:
+            self._adopted.pop((provider, window), None)
 
     async def usage(self, provider: str) -> list[tuple[Slot, Counts]]:
         """The current windows of ``provider`` and their shared counts."""
@@ -207,7 +210,7 @@ class CountingBudget:
             counts = Counts(reserved=0, background=0, limit=limit)
         elif counts.limit > 0:
             # Another replica may have learnt a new limit from the provider: follow it.
-            self._adopt(slot.provider, slot.window, counts.limit)
+            self._adopt(slot.provider, slot.window, counts.limit, told=False)
         metrics.slot_seen(slot, counts)
         return counts, revision
 
