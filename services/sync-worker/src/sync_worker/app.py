@@ -24,12 +24,19 @@ from syncplane_common.runtime import ServiceRuntime
 from syncplane_common.settings import load_settings
 
 from sync_worker import handlers
-from sync_worker.engine import Budget, Engine, Source
+from sync_worker.budget import (
+    KvRateBudget,
+    RateBudget,
+    default_limits,
+    strava_observed,
+    strava_windows,
+)
+from sync_worker.engine import Engine, Source
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
-from sync_worker.providers.strava import StravaClient
+from sync_worker.providers.strava import StravaClient, StravaUsage
 from sync_worker.scheduler import Scheduler
-from sync_worker.settings import SyncWorkerSettings
+from sync_worker.settings import SyncWorkerSettings, parse_pair
 from sync_worker.strava_source import StravaActivities
 from sync_worker.tokens import NatsTokenSource
 
@@ -44,7 +51,7 @@ class SyncApp:
     runtime: ServiceRuntime
     settings: SyncWorkerSettings
     clock: Clock
-    budget: Budget | None = None
+    budget: RateBudget | None = None
     scheduler_enabled: bool = True
     worker: handlers.Worker | None = None
     scheduler: Scheduler | None = None
@@ -67,6 +74,22 @@ class SyncApp:
         )
         self._sessions = [session]
         enricher = build_enricher(s, session, self.clock)
+        budget = self.budget
+        if budget is None and s.rate_budget_enabled:
+            limits = default_limits(
+                strava=strava_windows(
+                    parse_pair(s.strava_rate_limit), parse_pair(s.strava_read_rate_limit)
+                )
+            )
+            budget = await KvRateBudget.bind(
+                runtime.jetstream(), limits, self.clock, s.rate_background_share
+            )
+        shared = budget
+
+        async def observe_strava(usage: StravaUsage) -> None:
+            if shared is not None:
+                await shared.observe("strava", strava_observed(usage))
+
         sources: dict[str, Source] = {
             "strava": StravaActivities(
                 StravaClient(session, s.strava_api_base, self.clock),
@@ -75,6 +98,7 @@ class SyncApp:
                 backfill_since=s.strava_backfill_since,
                 overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
                 sport_types=s.strava_sport_type_filter,
+                observe_usage=observe_strava,
             )
         }
         engine = Engine(
@@ -83,8 +107,9 @@ class SyncApp:
             publish=self.publish,
             clock=self.clock,
             sources=sources,
-            budget=self.budget,
+            budget=budget,
             app_focus_min_age=timedelta(seconds=s.app_focus_min_age_seconds),
+            inline_wait=s.rate_inline_wait_seconds,
         )
         self.scheduler = Scheduler(
             engine,
@@ -153,7 +178,7 @@ def build_app(
     settings: SyncWorkerSettings | None = None,
     *,
     clock: Clock | None = None,
-    budget: Budget | None = None,
+    budget: RateBudget | None = None,
     scheduler: bool = True,
 ) -> SyncApp:
     settings = settings or load_settings(SyncWorkerSettings, SERVICE)

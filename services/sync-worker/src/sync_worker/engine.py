@@ -38,6 +38,7 @@ from syncplane_common.contracts import (
 from syncplane_common.errors import ConflictError, PermanentError, RetryableError
 
 from sync_worker import session_store, sessions, sync_state
+from sync_worker.budget import Priority, RateBudget
 from sync_worker.sessions import Phase, Session, SessionKind, SessionState
 from sync_worker.tokens import TokenLease, TokenSource
 
@@ -62,12 +63,6 @@ def session_id_for(request_id: str) -> uuid.UUID:
 
 class Publisher(Protocol):
     async def __call__(self, subject: str, message: BaseModel, msg_id: str) -> None: ...
-
-
-class Budget(Protocol):
-    """The shared rate budget (``sync_worker.budget``): seconds to wait, 0.0 = granted."""
-
-    async def acquire(self, provider: str, priority: Any, cost: int = 1) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +151,7 @@ class Engine:
     publish: Publisher
     clock: Clock
     sources: dict[str, Source]
-    budget: Budget | None = None
+    budget: RateBudget | None = None
     # Called after every page with the session: the handler's JetStream heartbeat.
     on_page: Callable[[Session], Awaitable[None]] | None = None
     app_focus_min_age: timedelta = timedelta(hours=1)
@@ -342,7 +337,7 @@ class Engine:
         if self.budget is None:
             return
         while True:
-            wait = await self.budget.acquire(source.provider, priority)
+            wait = await self.budget.acquire(source.provider, Priority(priority))
             if wait <= 0:
                 return
             if wait > self.inline_wait:
@@ -490,7 +485,6 @@ def _ids(command: SyncRequested) -> dict[str, str]:
 
 
 __all__ = [
-    "Budget",
     "Cancelled",
     "Deferred",
     "Engine",

@@ -27,6 +27,14 @@ def parse_intervals(value: str) -> dict[str, int]:
     return intervals
 
 
+def parse_pair(value: str) -> tuple[int, int]:
+    """``200,2000`` → (200, 2000): a 15-minute and a daily limit, both positive."""
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError("expected '<per 15 minutes>,<per day>', two positive integers")
+    return int(parts[0]), int(parts[1])
+
+
 class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     provider_timeout_seconds: float = Field(
         20.0, gt=0, description="Total timeout of one provider API call (sync-worker)."
@@ -93,6 +101,25 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
         description="Share of each provider rate window that backfills and scheduled syncs "
         "may use; the rest is kept for webhooks and on-demand work.",
     )
+    rate_budget_enabled: bool = Field(
+        True,
+        description="Hold provider calls to the shared per-app rate budget (NATS KV "
+        "rate_budgets); off only for a single worker against a provider without limits.",
+    )
+    rate_inline_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="A rate-budget wait up to this long is slept through; a longer one "
+        "defers the session to the window boundary (acknowledged, continued later).",
+    )
+    strava_rate_limit: str = Field(
+        "200,2000",
+        description="Strava app limit, overall: requests per 15 minutes,per day.",
+    )
+    strava_read_rate_limit: str = Field(
+        "100,1000",
+        description="Strava app limit, non-upload (read): requests per 15 minutes,per day.",
+    )
     weather_enabled: bool = Field(True, description="Enrich activities with historical weather.")
     geocoding_enabled: bool = Field(
         True, description="Enrich activities with the city, state and country of the start."
@@ -124,6 +151,12 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("strava_rate_limit", "strava_read_rate_limit")
+    @classmethod
+    def _pair(cls, value: str) -> str:
+        parse_pair(value)
+        return value
 
     @field_validator("schedule_intervals")
     @classmethod
