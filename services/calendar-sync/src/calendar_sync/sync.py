@@ -391,9 +391,10 @@ class Engine:
         local, user, cal = event.local, event.user_id, event.calendar_id
         action = decide_outbound(local, mapping)
         if action == "skip":
+            # Google held this content when we last looked. The change stays "pending"
+            # until the next listing confirms Google still does: a deletion or edit made
+            # there meanwhile is then a conflict, not silently applied over the local edit.
             self.stats.echoes += 1
-            if mapping is not None and local.version > mapping.version:
-                await self._record(conn, event, replace(mapping, version=local.version), None)
             await self._audit(conn, event, mapping, "push", "skipped")
             return
         body = to_google(local.fields, local.id)
@@ -580,8 +581,20 @@ class Engine:
                     await store.save_sync_token(
                         conn, user_id, calendar_id, page.next_sync_token, self.clock.now()
                     )
+                    await self._confirm_skipped(conn, user_id, calendar_id)
                     return
             page_token = page.next_page_token
+
+    async def _confirm_skipped(self, conn: store.Conn, user_id: str, calendar_id: str) -> None:
+        """Local changes whose push was skipped (Google held that content) and that the
+        listing just completed did not contradict: Google still holds them, in sync."""
+        for event_id in await store.unconfirmed(conn, user_id, calendar_id):
+            event = await store.get_event(conn, user_id, event_id, lock=True)
+            mapping = await store.get_mapping(conn, event_id)
+            if event is None or mapping is None or mapping.version >= event.local.version:
+                continue
+            if decide_outbound(event.local, mapping) == "skip":
+                await self._record(conn, event, replace(mapping, version=event.local.version), None)
 
     async def _apply_remote(
         self, conn: store.Conn, user_id: str, calendar_id: str, remote: Remote
