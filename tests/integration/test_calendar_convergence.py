@@ -315,7 +315,8 @@ async def run_example(w: World, policy: Policy, ops: list[Op]) -> None:
 
 async def check(w: World, slots: list[Slot]) -> None:
     on_google = {e["id"]: e for e in await w.google.live(HINT)}
-    mapped = dict(await w.pool.fetch("SELECT event_id, google_event_id FROM calendar.mappings"))
+    rows = await w.pool.fetch("SELECT event_id, google_event_id FROM calendar.mappings")
+    mapped: dict[str, str] = {r["event_id"]: r["google_event_id"] for r in rows}
     live_local = 0
     for n, slot in enumerate(slots):
         assert slot.local == slot.remote or slot.remote is None, slot
