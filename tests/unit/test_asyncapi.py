@@ -162,13 +162,28 @@ def test_request_reply_with_contract_documents_both_messages() -> None:
     assert "min_valid_seconds" in doc["components"]["schemas"]["TokenGet"]["properties"]
 
 
-def test_request_reply_without_contract_documents_error_reply() -> None:
+def test_sync_worker_replies_document_their_contracts() -> None:
     doc = load("sync-worker")
     reply = doc["operations"]["reply_data_query"]["reply"]
+    assert {"$ref": "#/channels/data_query_reply/messages/DataReply"} in reply["messages"]
     assert {"$ref": "#/channels/data_query_reply/messages/ErrorReply"} in reply["messages"]
-    request = doc["components"]["schemas"]["DataQueryRequest"]
-    assert request["type"] == "object"
-    assert "sync-worker" in request["description"]
+    assert "force_refresh" in doc["components"]["schemas"]["DataQuery"]["properties"]
+
+
+UNCONTRACTED = [
+    (service.service, subject)
+    for service in subjects.SERVICES
+    for subject in service.replies
+    if subject not in contracts.REQUESTS
+]
+
+
+@pytest.mark.parametrize(("service", "subject"), UNCONTRACTED)
+def test_request_reply_without_contract_documents_error_reply(service: str, subject: str) -> None:
+    doc = load(service)
+    name = subject.replace(".", "_").replace("*", "star")
+    reply = doc["operations"][f"reply_{name}"]["reply"]
+    assert {"$ref": f"#/channels/{name}_reply/messages/ErrorReply"} in reply["messages"]
 
 
 # -- subjects, streams and consumers ---------------------------------------------------------

@@ -71,6 +71,19 @@ class SyncRequested(Contract):
     since: datetime | None = None
     requested_at: datetime
     priority: Literal["interactive", "background"] = "background"
+    mode: Literal["manual", "app_focus", "backfill"] | None = Field(
+        None,
+        description="What asked for an on-demand sync: app_focus runs only when the last "
+        "sync is older than the worker's threshold.",
+    )
+    session_id: str | None = Field(
+        None,
+        description="Continue this session (a continuation after a rate-budget wait) "
+        "instead of the one the request id names.",
+    )
+    not_before: datetime | None = Field(
+        None, description="Do not start before this instant (the rate window's boundary)."
+    )
 
     @property
     def subject(self) -> str:
@@ -408,6 +421,82 @@ class StravaSubscriptionEnsureReply(Reply):
     created: bool = False
 
 
+# -- data.query, sync.status.get, sync.session.get (sync-worker) ---------------------------
+
+
+class SyncSessionGet(Contract):
+    user_id: UserId
+    session_id: str
+
+
+class SyncSessionReply(Reply):
+    """One session as sync-worker keeps it (ARCHITECTURE §4)."""
+
+    session_id: str | None = None
+    user_id: str | None = None
+    provider: ProviderName | None = None
+    kind: SyncKind | None = None
+    state: str | None = None
+    phase: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    pages_done: int = 0
+    pages_expected: int | None = None
+    estimated_completion: datetime | None = None
+    error: ErrorReply | None = None
+    session_error: dict[str, JsonValue] | None = None
+    retry_count: int = 0
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class SyncStatusGet(Contract):
+    user_id: UserId
+    provider: ProviderName | None = None
+    data_type: str | None = None
+
+
+class DataTypeStatus(Contract):
+    provider: ProviderName
+    data_type: str
+    connection_status: str | None
+    sync_status: str
+    last_sync_at: datetime | None
+    last_attempt_at: datetime | None
+    records_synced: int
+    time_since_sync_seconds: float | None
+    time_since_sync_hours: float | None
+    threshold_seconds: float
+    threshold_hours: float
+    needs_sync: bool
+    error_message: str | None
+    session_id: str | None
+
+
+class SyncStatusReply(Reply):
+    user_id: str | None = None
+    statuses: tuple[DataTypeStatus, ...] = ()
+
+
+class DataQuery(Contract):
+    user_id: UserId
+    provider: ProviderName
+    data_type: str
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int | None = None
+    force_refresh: bool = False
+
+
+class DataReply(Reply):
+    """A smart read (the WHOOP smart-sync design, seeds/004): rows and where they came from."""
+
+    status: Literal["success", "success_with_warning"] | None = None
+    data: tuple[dict[str, JsonValue], ...] = ()
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
 # Request / reply subjects: what is asked, and what comes back.
 REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.TOKEN_GET: (TokenGet, TokenGetReply),
@@ -421,6 +510,9 @@ REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.CALENDAR_EVENTS_UPDATE: (CalendarEventUpdate, CalendarEventReply),
     subjects.CALENDAR_EVENTS_DELETE: (CalendarEventRef, CalendarEventReply),
     subjects.CALENDAR_EVENTS_QUERY: (CalendarEventsQuery, CalendarEventsQueryReply),
+    subjects.SYNC_SESSION_GET: (SyncSessionGet, SyncSessionReply),
+    subjects.SYNC_STATUS_GET: (SyncStatusGet, SyncStatusReply),
+    subjects.DATA_QUERY: (DataQuery, DataReply),
 }
 
 

@@ -1,16 +1,201 @@
-"""Composition root of sync-worker: sync sessions and provider data."""
+"""Composition root of sync-worker: sync sessions and provider data.
+
+Builds the provider clients, the enrichment, the engine with its sources, the scheduler,
+and wires the handlers to the runtime's broker. The HTTP session and the engine need the
+running loop and the pool, so they are made when the process starts; a message that
+arrives before that is retried (``unavailable``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import aiohttp
+from pydantic import BaseModel
+from syncplane_common import bus
+from syncplane_common.clock import Clock, SystemClock
+from syncplane_common.errors import RetryableError
+from syncplane_common.http import create_client_session
 from syncplane_common.runtime import ServiceRuntime
 from syncplane_common.settings import load_settings
 
-from sync_worker.settings import SyncWorkerSettings
+from sync_worker import handlers
+from sync_worker.budget import (
+    KvRateBudget,
+    RateBudget,
+    default_limits,
+    strava_observed,
+    strava_windows,
+)
+from sync_worker.engine import Engine, Source
+from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
+from sync_worker.enrichment.activities import ActivityEnricher
+from sync_worker.providers.strava import StravaClient, StravaUsage
+from sync_worker.scheduler import Scheduler
+from sync_worker.settings import SyncWorkerSettings, parse_pair
+from sync_worker.strava_source import StravaActivities
+from sync_worker.tokens import NatsTokenSource
 
 SERVICE = "sync-worker"
 SCHEMA: str | None = "sync"
 
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncApp:
+    runtime: ServiceRuntime
+    settings: SyncWorkerSettings
+    clock: Clock
+    budget: RateBudget | None = None
+    scheduler_enabled: bool = True
+    worker: handlers.Worker | None = None
+    scheduler: Scheduler | None = None
+    _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    _loops: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def require(self) -> handlers.Worker:
+        if self.worker is None:
+            raise RetryableError("sync-worker is starting or stopping", retry_after=0.5)
+        return self.worker
+
+    async def publish(self, subject: str, message: BaseModel, msg_id: str) -> None:
+        await bus.publish(self.runtime.broker, subject, message, msg_id=msg_id)
+
+    async def start(self, runtime: ServiceRuntime) -> None:
+        s = self.settings
+        session = create_client_session(
+            total_timeout=s.provider_timeout_seconds,
+            connect_timeout=s.provider_connect_timeout_seconds,
+        )
+        self._sessions = [session]
+        enricher = build_enricher(s, session, self.clock)
+        budget = self.budget
+        if budget is None and s.rate_budget_enabled:
+            limits = default_limits(
+                strava=strava_windows(
+                    parse_pair(s.strava_rate_limit), parse_pair(s.strava_read_rate_limit)
+                )
+            )
+            budget = await KvRateBudget.bind(
+                runtime.jetstream(), limits, self.clock, s.rate_background_share
+            )
+        shared = budget
+
+        async def observe_strava(usage: StravaUsage) -> None:
+            if shared is not None:
+                await shared.observe("strava", strava_observed(usage))
+
+        sources: dict[str, Source] = {
+            "strava": StravaActivities(
+                StravaClient(session, s.strava_api_base, self.clock),
+                enricher,
+                per_page=s.strava_per_page,
+                backfill_since=s.strava_backfill_since,
+                overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
+                sport_types=s.strava_sport_type_filter,
+                observe_usage=observe_strava,
+            )
+        }
+        engine = Engine(
+            pool=runtime.db,
+            tokens=NatsTokenSource(runtime.broker, timeout=s.token_request_timeout_seconds),
+            publish=self.publish,
+            clock=self.clock,
+            sources=sources,
+            budget=budget,
+            app_focus_min_age=timedelta(seconds=s.app_focus_min_age_seconds),
+            inline_wait=s.rate_inline_wait_seconds,
+        )
+        self.scheduler = Scheduler(
+            engine,
+            s.schedule_interval_seconds,
+            s.scheduler_batch_size,
+            enricher=enricher,
+            enrichment_batch=s.enrichment_pass_batch,
+        )
+        self.worker = handlers.Worker(
+            engine=engine,
+            heartbeat_seconds=s.sync_heartbeat_seconds,
+            max_deliver=s.max_deliver,
+            intervals=s.schedule_interval_seconds,
+            delete_data_on_revoke=s.delete_data_on_revoke,
+        )
+        if self.scheduler_enabled:
+            self._loops.append(
+                asyncio.get_running_loop().create_task(
+                    self.scheduler.run(s.scheduler_tick_seconds), name="sync-worker scheduler"
+                )
+            )
+
+    async def stop(self, _: ServiceRuntime) -> None:
+        self.worker = None
+        for task in self._loops:
+            task.cancel()
+        for task in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for session in self._sessions:
+            await session.close()
+
+
+def build_enricher(
+    s: SyncWorkerSettings, session: aiohttp.ClientSession, clock: Clock
+) -> ActivityEnricher | None:
+    if not (s.weather_enabled or s.geocoding_enabled):
+        return None
+
+    def breaker() -> CircuitBreaker:
+        return CircuitBreaker(
+            s.enrichment_breaker_failures, s.enrichment_breaker_cooldown_seconds, clock
+        )
+
+    weather = None
+    if s.weather_enabled:
+        # Archive weather never changes once published: a day's cache is plenty.
+        weather = WeatherClient(
+            session, s.weather_api_base, clock, breaker(), TtlCache(clock, 86400)
+        )
+    geocoding = None
+    if s.geocoding_enabled:
+        geocoding = GeocodingClient(
+            session,
+            s.geocoding_api_base,
+            clock,
+            breaker(),
+            TtlCache(clock, 30 * 86400),
+            s.geocoding_user_agent,
+            s.geocoding_min_interval_seconds,
+        )
+    return ActivityEnricher(weather, geocoding, inline_lookups=s.geocoding_inline_per_page)
+
+
+def build_app(
+    settings: SyncWorkerSettings | None = None,
+    *,
+    clock: Clock | None = None,
+    budget: RateBudget | None = None,
+    scheduler: bool = True,
+) -> SyncApp:
+    settings = settings or load_settings(SyncWorkerSettings, SERVICE)
+    runtime = ServiceRuntime(SERVICE, settings, SCHEMA)
+    app = SyncApp(
+        runtime, settings, clock or SystemClock(), budget=budget, scheduler_enabled=scheduler
+    )
+    handlers.register(
+        runtime.broker,
+        app.require,
+        sync_concurrency=settings.sync_concurrency,
+        webhook_concurrency=settings.webhook_concurrency,
+    )
+    runtime.on_start.append(app.start)
+    runtime.on_stop.append(app.stop)
+    return app
+
 
 def build(settings: SyncWorkerSettings | None = None) -> ServiceRuntime:
-    settings = settings or load_settings(SyncWorkerSettings, SERVICE)
-    return ServiceRuntime(SERVICE, settings, SCHEMA)
+    return build_app(settings).runtime

@@ -1,9 +1,173 @@
-"""sync-worker settings: provider access for sync sessions and enrichment."""
+"""sync-worker settings: provider access for sync sessions and enrichment, scheduling,
+rate budgets, and what happens to stored data when a connection goes."""
 
 from __future__ import annotations
 
+from pydantic import AwareDatetime, Field, field_validator
 from syncplane_common.settings import DatabaseSettings, ProviderEndpoints
+
+PROVIDERS = ("strava", "google_fit", "whoop", "google_calendar")
+
+
+def parse_intervals(value: str) -> dict[str, int]:
+    """``strava=10800,whoop=3600`` → {"strava": 10800, "whoop": 3600}."""
+    intervals: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        provider, sep, seconds = item.partition("=")
+        provider = provider.strip()
+        if not sep or provider not in PROVIDERS:
+            raise ValueError(f"{item!r}: expected provider=seconds with a provider of {PROVIDERS}")
+        try:
+            every = int(seconds)
+        except ValueError:
+            raise ValueError(f"{item!r}: seconds must be an integer") from None
+        if every < 60:
+            raise ValueError(f"{item!r}: at least 60 seconds between background syncs")
+        intervals[provider] = every
+    return intervals
+
+
+def parse_pair(value: str) -> tuple[int, int]:
+    """``200,2000`` → (200, 2000): a 15-minute and a daily limit, both positive."""
+    parts = [p.strip() for p in value.split(",")]
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError("expected '<per 15 minutes>,<per day>', two positive integers")
+    return int(parts[0]), int(parts[1])
 
 
 class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
-    pass
+    provider_timeout_seconds: float = Field(
+        20.0, gt=0, description="Total timeout of one provider API call (sync-worker)."
+    )
+    provider_connect_timeout_seconds: float = Field(
+        5.0, gt=0, description="Connect timeout of provider API calls (sync-worker)."
+    )
+    token_request_timeout_seconds: float = Field(
+        5.0, gt=0, description="How long sync-worker waits for token.get to answer."
+    )
+    sync_concurrency: int = Field(
+        4, ge=1, le=64, description="Sync sessions one sync-worker process runs at once."
+    )
+    webhook_concurrency: int = Field(
+        16, ge=1, le=256, description="Webhook events one sync-worker process handles at once."
+    )
+    sync_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How often a running session tells JetStream it is alive; keep it "
+        "well under the consumer's ack_wait (60 s).",
+    )
+    strava_backfill_since: AwareDatetime | None = Field(
+        None,
+        description="Oldest Strava activity a backfill fetches (RFC 3339); empty: all history.",
+    )
+    strava_incremental_overlap_seconds: int = Field(
+        3600,
+        ge=0,
+        description="An incremental Strava sync starts this long before the newest stored "
+        "activity, to catch activities uploaded late.",
+    )
+    strava_per_page: int = Field(
+        200, ge=1, le=200, description="Activities per Strava list call (the maximum is 200)."
+    )
+    strava_sport_types: str = Field(
+        "",
+        description="Comma-separated Strava sport types to keep (e.g. Run,Ride); empty: all. "
+        "Others are counted as skipped, not stored.",
+    )
+    schedule_intervals: str = Field(
+        "strava=10800,whoop=3600,google_fit=600",
+        description="Background sync interval per provider in seconds, as "
+        "provider=seconds pairs; a provider left out is not scheduled.",
+    )
+    scheduler_tick_seconds: float = Field(
+        30.0, gt=0, description="How often each sync-worker replica claims due connections."
+    )
+    scheduler_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Due connections claimed per scheduler transaction."
+    )
+    app_focus_min_age_seconds: int = Field(
+        3600,
+        ge=0,
+        description="An app_focus sync runs only when the last completed sync is older.",
+    )
+    delete_data_on_revoke: bool = Field(
+        False, description="Delete a connection's stored provider data when it is revoked."
+    )
+    rate_background_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Share of each provider rate window that backfills and scheduled syncs "
+        "may use; the rest is kept for webhooks and on-demand work.",
+    )
+    rate_budget_enabled: bool = Field(
+        True,
+        description="Hold provider calls to the shared per-app rate budget (NATS KV "
+        "rate_budgets); off only for a single worker against a provider without limits.",
+    )
+    rate_inline_wait_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="A rate-budget wait up to this long is slept through; a longer one "
+        "defers the session to the window boundary (acknowledged, continued later).",
+    )
+    strava_rate_limit: str = Field(
+        "200,2000",
+        description="Strava app limit, overall: requests per 15 minutes,per day.",
+    )
+    strava_read_rate_limit: str = Field(
+        "100,1000",
+        description="Strava app limit, non-upload (read): requests per 15 minutes,per day.",
+    )
+    weather_enabled: bool = Field(True, description="Enrich activities with historical weather.")
+    geocoding_enabled: bool = Field(
+        True, description="Enrich activities with the city, state and country of the start."
+    )
+    geocoding_user_agent: str = Field(
+        "syncplane/0.1 (+https://github.com/syncplane)",
+        description="User-Agent naming this deployment, as Nominatim's policy requires.",
+    )
+    geocoding_min_interval_seconds: float = Field(
+        1.0, ge=0, description="Seconds between geocoding requests (Nominatim: 1/s)."
+    )
+    geocoding_inline_per_page: int = Field(
+        2,
+        ge=0,
+        description="Uncached geocoding lookups made while a page is synced; the rest are "
+        "filled by the enrichment pass, so the 1/s policy never stalls a backfill.",
+    )
+    enrichment_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive enrichment failures that open its circuit breaker."
+    )
+    enrichment_breaker_cooldown_seconds: float = Field(
+        60.0, gt=0, description="Seconds an open enrichment breaker waits before a probe."
+    )
+    enrichment_pass_batch: int = Field(
+        50, ge=1, description="Activities the periodic enrichment pass completes per tick."
+    )
+
+    @field_validator("strava_backfill_since", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("strava_rate_limit", "strava_read_rate_limit")
+    @classmethod
+    def _pair(cls, value: str) -> str:
+        parse_pair(value)
+        return value
+
+    @field_validator("schedule_intervals")
+    @classmethod
+    def _intervals(cls, value: str) -> str:
+        parse_intervals(value)
+        return value
+
+    @property
+    def schedule_interval_seconds(self) -> dict[str, int]:
+        return parse_intervals(self.schedule_intervals)
+
+    @property
+    def strava_sport_type_filter(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.strava_sport_types.split(",") if t.strip())

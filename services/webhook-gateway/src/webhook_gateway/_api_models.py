@@ -1,7 +1,7 @@
 """The app API's own models: path / query / body of each route, what it answers, and the
 provisional request bodies of the subjects whose owners have no contract yet.
 
-Provisional (``data.query``, ``sync.status.get``, ``sync.session.get``, ``calendar.events.*``,
+Provisional (``calendar.events.*``,
 ``token.connections.stats``, ``sync.background.run``): the gateway sends these bodies and
 passes the owner's reply through unchanged, so the owner decides the reply's shape; when
 the owners publish contracts in ``syncplane_common.contracts`` these move there.
@@ -153,21 +153,6 @@ class StatusQuery(Strict):
     data_type: str | None = Field(None, min_length=1, max_length=64)
 
 
-class SyncStatusGet(Contract):
-    """Provisional request body of ``sync.status.get``."""
-
-    user_id: UserId
-    provider: ProviderName | None = None
-    data_type: str | None = None
-
-
-class SyncSessionGet(Contract):
-    """Provisional request body of ``sync.session.get``."""
-
-    user_id: UserId
-    session_id: str
-
-
 # -- smart reads ---------------------------------------------------------------------------
 
 
@@ -175,18 +160,6 @@ class DataQueryParams(Strict):
     start: datetime | None = None
     end: datetime | None = None
     limit: int | None = Field(None, ge=1, le=1000)
-    force_refresh: bool = False
-
-
-class DataQuery(Contract):
-    """Provisional request body of ``data.query`` (and ``calendar.events.query``)."""
-
-    user_id: UserId
-    provider: ProviderName
-    data_type: str
-    start: datetime | None = None
-    end: datetime | None = None
-    limit: int | None = None
     force_refresh: bool = False
 
 

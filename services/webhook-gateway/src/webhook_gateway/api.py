@@ -19,8 +19,11 @@ from syncplane_common import bus, rpc, subjects
 from syncplane_common.contracts import (
     ConnectionsList,
     ConnectionsListReply,
+    DataQuery,
     ProviderName,
     SyncRequested,
+    SyncSessionGet,
+    SyncStatusGet,
     TokenRevoke,
     TokenRevokeReply,
 )
@@ -31,7 +34,6 @@ from webhook_gateway._api_models import (
     CALENDAR_EVENTS_QUERY,
     ConnectionsReply,
     DataPath,
-    DataQuery,
     DataQueryParams,
     DataReply,
     OwnerObject,
@@ -42,8 +44,6 @@ from webhook_gateway._api_models import (
     SyncAccepted,
     SyncBody,
     SyncMode,
-    SyncSessionGet,
-    SyncStatusGet,
     UserPath,
     UserProviderPath,
 )
@@ -143,6 +143,7 @@ async def request_sync(call: Call) -> web.StreamResponse:
             since=body.since,
             requested_at=now,
             priority="background" if body.mode == "backfill" else "interactive",
+            mode=body.mode,
         )
         with bus_errors(command.subject):
             await bus.publish(

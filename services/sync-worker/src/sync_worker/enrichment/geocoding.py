@@ -93,6 +93,10 @@ class GeocodingClient:
         self._lock = asyncio.Lock()
         self._last_call: float | None = None  # monotonic start of the previous request
 
+    def cached(self, lat: float, lon: float) -> Place | None:
+        """The place if a lookup already found it; never calls the provider."""
+        return self._cache.get(place_key(lat, lon))
+
     async def place_for(self, lat: float, lon: float) -> Place | None:
         key = place_key(lat, lon)
         cached = self._cache.get(key)

@@ -162,6 +162,13 @@ class WeatherClient:
         self._lock = asyncio.Lock()
         self._quiet_until = 0.0  # monotonic; set by a 429 to its window boundary
 
+    def cached_for(
+        self, points: Sequence[tuple[float, float, datetime]]
+    ) -> dict[WeatherKey, Weather | None]:
+        """What earlier calls already found for these points; never calls the provider."""
+        keys = {weather_key(lat, lon, at) for lat, lon, at in points}
+        return {key: self._cache.get(key) for key in keys}
+
     async def weather_for(
         self, points: Sequence[tuple[float, float, datetime]]
     ) -> dict[WeatherKey, Weather | None]:

@@ -1,0 +1,126 @@
+"""Where sync-worker gets access tokens: token-service's ``token.get`` (ARCHITECTURE §4
+"Just-in-time token"). sync-worker never refreshes or stores a token itself.
+
+:func:`with_token` is the one place the "provider refused the token → ask for a fresh
+one by fingerprint → retry once" rule lives, so no provider module repeats it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from faststream.nats import NatsBroker
+from syncplane_common import rpc, subjects
+from syncplane_common.contracts import TokenGet, TokenGetReply, token_fingerprint
+from syncplane_common.errors import NotConnectedError, ReauthRequiredError, TokenRejectedError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    value: str
+    provider_account_id: str | None
+
+    def __repr__(self) -> str:  # never print the token itself
+        return f"AccessToken(fingerprint={token_fingerprint(self.value)[:12]}...)"
+
+
+class TokenSource(Protocol):
+    async def get(
+        self, user_id: str, provider: str, *, rejected_fingerprint: str | None = None
+    ) -> AccessToken:
+        """A token valid for a while; with ``rejected_fingerprint``, a token other than
+        that one (token-service refreshes if it still holds it)."""
+        ...
+
+
+class NatsTokenSource:
+    def __init__(self, broker: NatsBroker, *, timeout: float, min_valid_seconds: int = 300) -> None:
+        self._broker = broker
+        self._timeout = timeout
+        self._min_valid = min_valid_seconds
+
+    async def get(
+        self, user_id: str, provider: str, *, rejected_fingerprint: str | None = None
+    ) -> AccessToken:
+        ask = TokenGet(
+            user_id=user_id,
+            provider=provider,
+            min_valid_seconds=self._min_valid,
+            force_refresh=rejected_fingerprint is not None,
+            rejected_token_fingerprint=rejected_fingerprint,
+        )
+        reply = await rpc.request(
+            self._broker, subjects.TOKEN_GET, ask, TokenGetReply, wait=self._timeout
+        )
+        if not reply.access_token:
+            raise NotConnectedError(f"token.get gave no token for {user_id}/{provider}")
+        return AccessToken(reply.access_token, reply.provider_account_id)
+
+
+class MemoryTokenSource:
+    """Tokens handed out from a dict: for unit tests of code that needs a TokenSource."""
+
+    def __init__(self, tokens: dict[tuple[str, str], list[str]]) -> None:
+        # Each key's list is the sequence of tokens a refresh walks through.
+        self._tokens = tokens
+        self.calls: list[tuple[str, str, str | None]] = []
+
+    async def get(
+        self, user_id: str, provider: str, *, rejected_fingerprint: str | None = None
+    ) -> AccessToken:
+        self.calls.append((user_id, provider, rejected_fingerprint))
+        chain = self._tokens.get((user_id, provider))
+        if not chain:
+            raise NotConnectedError(f"no connection {user_id}/{provider}")
+        if rejected_fingerprint is not None and token_fingerprint(chain[0]) == rejected_fingerprint:
+            if len(chain) == 1:
+                raise ReauthRequiredError(f"{user_id}/{provider}: no newer token")
+            chain.pop(0)
+        return AccessToken(chain[0], None)
+
+
+class TokenLease:
+    """One user's token for the length of a session: asked for once, reused for every
+    page, and replaced only when the provider refuses it.
+
+    :meth:`call` is the one place the "provider refused the token → ask for a new one by
+    fingerprint → retry once" rule lives, so no provider module repeats it. A second
+    refusal is left to the caller's retry policy (it is retryable): if the grant is really
+    gone, token-service learns it on its next refresh or from the provider's
+    deauthorization, and ``token.get`` then answers revoked / reauth required.
+    """
+
+    def __init__(self, tokens: TokenSource, user_id: str, provider: str) -> None:
+        self._tokens = tokens
+        self.user_id = user_id
+        self.provider = provider
+        self._token: AccessToken | None = None
+
+    async def current(self) -> AccessToken:
+        if self._token is None:
+            self._token = await self._tokens.get(self.user_id, self.provider)
+        return self._token
+
+    async def call(self, fn: Callable[[str], Awaitable[T]]) -> T:
+        token = await self.current()
+        try:
+            return await fn(token.value)
+        except TokenRejectedError as first:
+            self._token = None
+            self._token = await self._tokens.get(
+                self.user_id, self.provider, rejected_fingerprint=first.fingerprint
+            )
+            return await fn(self._token.value)
+
+
+__all__ = [
+    "AccessToken",
+    "MemoryTokenSource",
+    "NatsTokenSource",
+    "TokenLease",
+    "TokenSource",
+]

@@ -1,0 +1,166 @@
+"""What the sync-worker tests share: the token-service stack of ``token_harness`` (real
+token-service, sandbox, NATS, Postgres) plus sync-worker itself, in-process or as a
+process, migrated and reached as its own role; helpers to seed Strava athletes, connect
+them, and wait for sessions and rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+import sync_worker
+from nats.aio.msg import Msg
+from provider_sandbox.config import provider_urls
+from sync_worker.app import SyncApp, build_app
+from sync_worker.settings import SyncWorkerSettings
+from syncplane_common.migrations import migrate
+
+from tests.integration.token_harness import Stack, role_dsn
+
+MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
+
+
+async def migrated(admin_dsn: str) -> None:
+    await migrate(admin_dsn, "sync-worker", MIGRATIONS)
+
+
+def settings_for(stack: Stack, database_url: str, **overrides: Any) -> SyncWorkerSettings:
+    values: dict[str, Any] = {
+        "nats_url": stack.app.settings.nats_url,
+        "database_url": role_dsn(database_url, "sync_worker"),
+        "http_port": 0,
+        "provider_timeout_seconds": 5.0,
+        "geocoding_min_interval_seconds": 0.0,
+        "geocoding_user_agent": "syncplane-tests/1.0 (tests@syncplane.invalid)",
+        "sync_heartbeat_seconds": 1.0,
+        "retry_backoff_base": 0.2,
+        "retry_backoff_max": 2.0,
+        **{name.lower(): url for name, url in provider_urls(stack.sandbox_url).items()},
+    }
+    values.update(overrides)
+    return SyncWorkerSettings(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(app: SyncApp, within: float = 15.0) -> AsyncIterator[SyncApp]:
+    task = asyncio.create_task(app.runtime.serve())
+    deadline = time.monotonic() + within
+    while app.worker is None:
+        if task.done():
+            task.result()
+        assert time.monotonic() < deadline, "sync-worker did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield app
+    finally:
+        app.runtime.stop()
+        await asyncio.wait_for(task, 30)
+
+
+@dataclass
+class Bus:
+    """Every message on ``subjects``, in arrival order."""
+
+    seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_message(self, msg: Msg) -> None:
+        self.seen.append((msg.subject, json.loads(msg.data)))
+        self.arrived.set()
+
+    def of(self, subject: str) -> list[dict[str, Any]]:
+        return [body for s, body in self.seen if s == subject]
+
+
+@contextlib.asynccontextmanager
+async def recorder(nats_url: str, *subjects: str) -> AsyncIterator[Bus]:
+    nc = await nats.connect(nats_url)
+    bus = Bus()
+    for subject in subjects:
+        await nc.subscribe(subject, cb=bus.on_message)
+    try:
+        yield bus
+    finally:
+        await nc.drain()
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], within: float = 20.0, every: float = 0.1
+) -> Any:
+    """The first truthy value of ``check()``; fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+
+
+async def seed_strava(stack: Stack, hint: str, count: int, **extra: Any) -> int:
+    """A sandbox athlete with ``count`` generated activities; its id."""
+    athlete = int(stack.sandbox.accounts.get_or_create("strava", hint).id)
+    if count:
+        await stack.control(
+            "POST",
+            f"/_sandbox/strava/athletes/{athlete}/activities",
+            {"generate": count, **extra},
+        )
+    return athlete
+
+
+async def activity_count(stack: Stack, user_id: str) -> int:
+    value: int = await stack.admin.fetchval(
+        "SELECT count(*) FROM sync.strava_activities WHERE user_id = $1", user_id
+    )
+    return value
+
+
+async def sessions_of(stack: Stack, user_id: str) -> list[dict[str, Any]]:
+    records = await stack.admin.fetch(
+        "SELECT * FROM sync.sessions WHERE user_id = $1 ORDER BY created_at", user_id
+    )
+    return [dict(r) for r in records]
+
+
+def process_env(settings: SyncWorkerSettings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "DATABASE_"))}
+    for name, value in settings.model_dump().items():
+        env[name.upper()] = "" if value is None else str(value)
+    return env
+
+
+async def start_process(settings: SyncWorkerSettings) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sync_worker",
+        env=process_env(settings),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+__all__ = [
+    "Bus",
+    "activity_count",
+    "build_app",
+    "eventually",
+    "migrated",
+    "recorder",
+    "running",
+    "seed_strava",
+    "sessions_of",
+    "settings_for",
+    "start_process",
+]
