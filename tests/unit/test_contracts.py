@@ -83,6 +83,13 @@ SAMPLES: list[contracts.Contract] = [
         winner="remote",
         at=AT,
     ),
+    contracts.CalendarPushDisabled(
+        user_id="u-1",
+        calendar_id="primary",
+        reason="renewal failed 3 times",
+        poll_interval_seconds=300.0,
+        at=AT,
+    ),
     contracts.ErrorReply(code="unavailable", message="provider down", retry_after=5.0),
     contracts.TokenGet(user_id="u-1", provider="strava", force_refresh=True),
     contracts.TokenGetReply(access_token="a" * 40, expires_at=AT, scopes=("read",)),

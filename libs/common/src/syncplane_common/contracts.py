@@ -201,6 +201,16 @@ class CalendarConflictDetected(Contract):
     at: datetime
 
 
+class CalendarPushDisabled(Contract):
+    """A calendar's push channel could not be renewed: it is polled until reconnect."""
+
+    user_id: UserId
+    calendar_id: str
+    reason: str
+    poll_interval_seconds: float
+    at: datetime
+
+
 # -- request / reply envelopes -------------------------------------------------------------
 
 
@@ -307,6 +317,79 @@ class ConnectionsListReply(Reply):
     connections: tuple[ConnectionView, ...] = ()
 
 
+# -- calendar.events.* (calendar-sync) -------------------------------------------------------
+
+
+class CalendarEventsList(Contract):
+    """Events of a user, by start time (ascending); ``start``/``end`` bound the range."""
+
+    user_id: UserId
+    calendar_id: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    include_deleted: bool = False
+    limit: int | None = Field(None, ge=1, le=1000)
+
+
+class CalendarEventRef(Contract):
+    """``calendar.events.get`` and ``calendar.events.delete``."""
+
+    user_id: UserId
+    event_id: str
+
+
+class CalendarEventCreate(Contract):
+    user_id: UserId
+    event: CalendarEventBody
+
+
+class CalendarEventUpdate(Contract):
+    """Only the fields to change (those of :class:`CalendarEventBody` but ids and stamps)."""
+
+    user_id: UserId
+    event_id: str
+    changes: dict[str, JsonValue]
+
+
+class CalendarEventsQuery(Contract):
+    """The smart read of ``/data/google_calendar/events``: the local mirror is the cache."""
+
+    user_id: UserId
+    provider: ProviderName = "google_calendar"
+    data_type: str = "events"
+    start: datetime | None = None
+    end: datetime | None = None
+    limit: int | None = None
+    force_refresh: bool = False
+
+
+class CalendarEventReply(Reply):
+    """One event, flat (the fields of :class:`CalendarEventBody`), or ``error``."""
+
+    id: str | None = None
+    calendar_id: str | None = None
+    title: str = ""
+    description: str = ""
+    location: str = ""
+    start: str | None = None
+    end: str | None = None
+    all_day: bool = False
+    time_zone: str | None = None
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    updated_at: datetime | None = None
+    deleted: bool = False
+
+
+class CalendarEventsReply(Reply):
+    events: tuple[CalendarEventBody, ...] = ()
+
+
+class CalendarEventsQueryReply(Reply):
+    status: str = "success"
+    data: tuple[CalendarEventBody, ...] = ()
+    metadata: dict[str, JsonValue] = Field(default_factory=dict)
+
+
 PAYLOADS: dict[str, type[Contract]] = {
     "webhook.received.>": WebhookReceived,
     "sync.requested.>": SyncRequested,
@@ -318,6 +401,7 @@ PAYLOADS: dict[str, type[Contract]] = {
     subjects.CALENDAR_LOCAL_CHANGED: CalendarLocalChanged,
     subjects.CALENDAR_REMOTE_CHANGED: CalendarRemoteChanged,
     subjects.CALENDAR_CONFLICT_DETECTED: CalendarConflictDetected,
+    subjects.CALENDAR_PUSH_DISABLED: CalendarPushDisabled,
 }
 
 
@@ -420,6 +504,12 @@ REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.TOKEN_REVOKE: (TokenRevoke, TokenRevokeReply),
     subjects.CONNECTIONS_LIST: (ConnectionsList, ConnectionsListReply),
     subjects.STRAVA_SUBSCRIPTION_ENSURE: (StravaSubscriptionEnsure, StravaSubscriptionEnsureReply),
+    subjects.CALENDAR_EVENTS_LIST: (CalendarEventsList, CalendarEventsReply),
+    subjects.CALENDAR_EVENTS_GET: (CalendarEventRef, CalendarEventReply),
+    subjects.CALENDAR_EVENTS_CREATE: (CalendarEventCreate, CalendarEventReply),
+    subjects.CALENDAR_EVENTS_UPDATE: (CalendarEventUpdate, CalendarEventReply),
+    subjects.CALENDAR_EVENTS_DELETE: (CalendarEventRef, CalendarEventReply),
+    subjects.CALENDAR_EVENTS_QUERY: (CalendarEventsQuery, CalendarEventsQueryReply),
     subjects.SYNC_SESSION_GET: (SyncSessionGet, SyncSessionReply),
     subjects.SYNC_STATUS_GET: (SyncStatusGet, SyncStatusReply),
     subjects.DATA_QUERY: (DataQuery, DataReply),

@@ -56,6 +56,7 @@ def original_of_dead_letter(subject: str) -> str:
 CALENDAR_LOCAL_CHANGED = "calendar.local.changed"
 CALENDAR_REMOTE_CHANGED = "calendar.remote.changed"
 CALENDAR_CONFLICT_DETECTED = "calendar.conflict.detected"
+CALENDAR_PUSH_DISABLED = "calendar.push.disabled"
 
 # Request/reply subjects (core NATS, served by a queue group of the owning service).
 TOKEN_GET = "token.get"
@@ -67,6 +68,20 @@ DATA_QUERY = "data.query"
 SYNC_STATUS_GET = "sync.status.get"
 SYNC_SESSION_GET = "sync.session.get"
 CALENDAR_EVENTS = "calendar.events.*"
+CALENDAR_EVENTS_LIST = "calendar.events.list"
+CALENDAR_EVENTS_GET = "calendar.events.get"
+CALENDAR_EVENTS_CREATE = "calendar.events.create"
+CALENDAR_EVENTS_UPDATE = "calendar.events.update"
+CALENDAR_EVENTS_DELETE = "calendar.events.delete"
+CALENDAR_EVENTS_QUERY = "calendar.events.query"
+CALENDAR_EVENTS_SUBJECTS = (
+    CALENDAR_EVENTS_LIST,
+    CALENDAR_EVENTS_GET,
+    CALENDAR_EVENTS_CREATE,
+    CALENDAR_EVENTS_UPDATE,
+    CALENDAR_EVENTS_DELETE,
+    CALENDAR_EVENTS_QUERY,
+)
 
 
 def inbox_prefix(service: str) -> str:
@@ -118,7 +133,12 @@ EVENTS = StreamDef(
 )
 CALENDAR = StreamDef(
     "CALENDAR",
-    (CALENDAR_LOCAL_CHANGED, CALENDAR_REMOTE_CHANGED, CALENDAR_CONFLICT_DETECTED),
+    (
+        CALENDAR_LOCAL_CHANGED,
+        CALENDAR_REMOTE_CHANGED,
+        CALENDAR_CONFLICT_DETECTED,
+        CALENDAR_PUSH_DISABLED,
+    ),
     max_age=7 * DAY,
     description="Calendar changes in both directions, and detected conflicts.",
 )
@@ -287,7 +307,7 @@ SERVICES: tuple[ServiceChannels, ...] = (
             DATA_QUERY,
             SYNC_STATUS_GET,
             SYNC_SESSION_GET,
-            CALENDAR_EVENTS,
+            *CALENDAR_EVENTS_SUBJECTS,
         ),
     ),
     ServiceChannels(
@@ -317,9 +337,9 @@ SERVICES: tuple[ServiceChannels, ...] = (
     ),
     ServiceChannels(
         "calendar-sync",
-        publishes=(CALENDAR_REMOTE_CHANGED, CALENDAR_CONFLICT_DETECTED),
+        publishes=(CALENDAR_REMOTE_CHANGED, CALENDAR_CONFLICT_DETECTED, CALENDAR_PUSH_DISABLED),
         consumes=("calendar-sync-webhooks", "calendar-sync-local", "calendar-sync-lifecycle"),
-        replies=(CALENDAR_EVENTS,),
+        replies=CALENDAR_EVENTS_SUBJECTS,
         requests=(TOKEN_GET,),
     ),
 )
