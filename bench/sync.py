@@ -53,11 +53,12 @@ from bench.tokens import CREDS, REDIRECT_URI, arranged, process, wait_until
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 ATHLETES = int(os.environ.get("BENCH_SYNC_ATHLETES", "1000"))
 PER_ATHLETE = 200
-WEBHOOK_RATE = 200.0
+WEBHOOK_RATE = float(os.environ.get("BENCH_SYNC_WEBHOOK_RATE", "200"))
 WEBHOOK_SECONDS = 8.0
 LATENCY_MS = 20
 DUE = 100_000
 BATCH = 500
+WEBHOOK_WORKER: dict[str, str] = dict(item.split("=", 1) for item in os.environ.get("BENCH_SYNC_WORKER_ENV", "").split() if item)
 
 
 def worker_env(nats_url: str, admin_dsn: str, sandbox_url: str, **extra: str) -> dict[str, str]:
@@ -298,7 +299,7 @@ async def webhook_latency() -> list[Figure]:
             )
             objects += [(athlete, a["id"]) for a in made["activities"]]
         pool = await asyncpg.create_pool(admin_dsn, min_size=1, max_size=4)
-        async with worker_running(nc, admin_dsn, sandbox_url, logs):
+        async with worker_running(nc, admin_dsn, sandbox_url, logs, **WEBHOOK_WORKER):
 
             async def registered() -> bool:
                 n = await pool.fetchval("SELECT count(*) FROM sync.connections")

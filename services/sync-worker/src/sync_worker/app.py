@@ -103,7 +103,12 @@ class SyncApp:
         }
         engine = Engine(
             pool=runtime.db,
-            tokens=NatsTokenSource(runtime.broker, timeout=s.token_request_timeout_seconds),
+            tokens=NatsTokenSource(
+                runtime.broker,
+                timeout=s.token_request_timeout_seconds,
+                cache_seconds=s.token_cache_seconds,
+                clock=self.clock,
+            ),
             publish=self.publish,
             clock=self.clock,
             sources=sources,

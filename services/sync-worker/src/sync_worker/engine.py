@@ -213,8 +213,8 @@ class Engine:
             ),
             now,
         )
-        if await session_store.load(self.pool, session.id) is not None:
-            return None
+        # A duplicate event is caught by the session row's primary key below; looking it
+        # up first would cost every event a round trip to save a rare refetch.
         item = None
         if action != "delete":
             await self._wait_for_budget(session, source, "interactive", defer=False)

@@ -45,6 +45,13 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     token_request_timeout_seconds: float = Field(
         5.0, gt=0, description="How long sync-worker waits for token.get to answer."
     )
+    token_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long sync-worker reuses an access token token.get gave it (while "
+        "it stays valid for 5 more minutes); 0 asks every time. A refused token is "
+        "never reused.",
+    )
     sync_concurrency: int = Field(
         4, ge=1, le=64, description="Sync sessions one sync-worker process runs at once."
     )

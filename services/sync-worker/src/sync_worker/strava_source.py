@@ -111,6 +111,9 @@ class StravaActivities:
         activities: list[Activity] = list(items)
         if self.enricher is None or not activities:
             return [StoredActivity(a, enrichment=_nothing_to_fill()) for a in activities]
+        if quick:
+            # Caches only: nothing is saved by first asking what is stored.
+            return await self.enricher.enrich(activities, quick=True)
         # An activity stored with the same payload is not rewritten: do not look it up.
         stored = await strava_store.stored_hashes(conn, user_id, (a.id for a in activities))
         changed = [a for a in activities if stored.get(a.id) != strava_store.content_hash(a.raw)]
@@ -128,7 +131,9 @@ class StravaActivities:
     ) -> Stored:
         written = await strava_store.upsert(conn, user_id, list(items), now)
         # An activity changed into a filtered sport type must not linger as it was.
-        dropped = await strava_store.delete(conn, user_id, (int(i) for i in filtered))
+        dropped: tuple[int, ...] = ()
+        if filtered:
+            dropped = await strava_store.delete(conn, user_id, (int(i) for i in filtered))
         return Stored(
             added=tuple(str(i) for i in written.added),
             updated=tuple(str(i) for i in written.updated),

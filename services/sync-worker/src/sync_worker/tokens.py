@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 from faststream.nats import NatsBroker
 from syncplane_common import rpc, subjects
+from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.contracts import TokenGet, TokenGetReply, token_fingerprint
 from syncplane_common.errors import NotConnectedError, ReauthRequiredError, TokenRejectedError
 
@@ -38,14 +40,49 @@ class TokenSource(Protocol):
 
 
 class NatsTokenSource:
-    def __init__(self, broker: NatsBroker, *, timeout: float, min_valid_seconds: int = 300) -> None:
+    """``token.get`` with a short memory: a token answered a moment ago is reused while it
+    stays valid for ``min_valid_seconds`` and is younger than ``cache_seconds``, so a
+    burst of webhooks for one athlete costs one request. A refused token is never
+    reused: the force-refresh request replaces it."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        *,
+        timeout: float,
+        min_valid_seconds: int = 300,
+        cache_seconds: float = 30.0,
+        clock: Clock | None = None,
+    ) -> None:
         self._broker = broker
         self._timeout = timeout
         self._min_valid = min_valid_seconds
+        self._cache_seconds = cache_seconds
+        self._clock = clock or SystemClock()
+        self._cache: dict[tuple[str, str], tuple[AccessToken, datetime, float]] = {}
 
     async def get(
         self, user_id: str, provider: str, *, rejected_fingerprint: str | None = None
     ) -> AccessToken:
+        key = (user_id, provider)
+        if rejected_fingerprint is None and self._cache_seconds > 0:
+            cached = self._cache.get(key)
+            if cached is not None:
+                token, expires_at, fetched = cached
+                fresh = self._clock.monotonic() - fetched < self._cache_seconds
+                valid = (expires_at - self._clock.now()).total_seconds() > self._min_valid
+                if fresh and valid:
+                    return token
+        answer, expiry = await self._ask(user_id, provider, rejected_fingerprint)
+        if expiry is not None and self._cache_seconds > 0:
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = (answer, expiry, self._clock.monotonic())
+        return answer
+
+    async def _ask(
+        self, user_id: str, provider: str, rejected_fingerprint: str | None
+    ) -> tuple[AccessToken, datetime | None]:
         ask = TokenGet(
             user_id=user_id,
             provider=provider,
@@ -58,7 +95,7 @@ class NatsTokenSource:
         )
         if not reply.access_token:
             raise NotConnectedError(f"token.get gave no token for {user_id}/{provider}")
-        return AccessToken(reply.access_token, reply.provider_account_id)
+        return AccessToken(reply.access_token, reply.provider_account_id), reply.expires_at
 
 
 class MemoryTokenSource:
