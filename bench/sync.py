@@ -10,6 +10,10 @@
 - ``sync.scheduler_claim``: one claim batch (500) among 100,000 due connections, beside a
   plain index-ordered ``SELECT ... LIMIT 500`` of the same rows; the plan is printed.
 
+Knobs for exploring (the recorded figures use the defaults): ``BENCH_SYNC_WEBHOOK_RATE``
+(events/s, default 200) and ``BENCH_SYNC_WORKER_ENV`` (``NAME=value`` pairs passed to the
+webhook run's sync-worker, e.g. ``RATE_BUDGET_ENABLED=false``).
+
 Everything runs as in production, each service in its own process (the arrangement of
 ``bench.tokens``): embedded NATS and Postgres, the sandbox, token-service, sync-worker.
 """
@@ -24,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +52,7 @@ from syncplane_common.migrations import migrate
 
 from bench.bus import percentile
 from bench.report import Bench, Figure
-from bench.tokens import CREDS, REDIRECT_URI, arranged, process, wait_until
+from bench.tokens import CREDS, REDIRECT_URI, arranged, embedded_postgres, process, wait_until
 
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 ATHLETES = int(os.environ.get("BENCH_SYNC_ATHLETES", "1000"))
@@ -79,7 +83,7 @@ def worker_env(nats_url: str, admin_dsn: str, sandbox_url: str, **extra: str) ->
 
 
 @asynccontextmanager
-async def sync_stack(**worker: str) -> AsyncIterator[tuple[NatsClient, str, str, Path]]:
+async def sync_stack() -> AsyncIterator[tuple[NatsClient, str, str, Path]]:
     async with arranged() as (nc, admin_dsn, sandbox_url):
         await migrate(admin_dsn, "sync-worker", MIGRATIONS)
         logs = Path(tempfile.mkdtemp(prefix="syncplane-bench-sync-"))
@@ -348,7 +352,23 @@ async def webhook_latency() -> list[Figure]:
     ]
 
 
+async def open_loop(
+    items: list[tuple[int, int]], rate: float, send: Callable[[int, int], Coroutine[Any, Any, None]]
+) -> None:
+    """``send`` each item on a fixed schedule, ``rate`` per second, without waiting for
+    the one before: a slow send shows in the tail instead of quietly lowering the rate."""
+    tasks = []
+    start = time.perf_counter()
+    for index, (athlete, activity) in enumerate(items):
+        delay = start + index / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(send(athlete, activity)))
+    await asyncio.gather(*tasks)
+
+
 async def _webhook_run(nc: NatsClient, objects: list[tuple[int, int]]) -> list[float]:
+    count = min(len(objects), int(WEBHOOK_RATE * WEBHOOK_SECONDS))
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     everything = asyncio.Event()
@@ -357,17 +377,12 @@ async def _webhook_run(nc: NatsClient, objects: list[tuple[int, int]]) -> list[f
         now = time.perf_counter()
         for object_id in json.loads(msg.data)["added"]:
             arrived.setdefault(object_id, now)
-        if len(arrived) >= expected:
+        if len(arrived) >= count:
             everything.set()
 
-    count = expected = min(len(objects), int(WEBHOOK_RATE * WEBHOOK_SECONDS))
-    sub = await nc.subscribe("records.changed.strava.activities", cb=changed)
     js = nc.jetstream()
-    start = time.perf_counter()
-    for index, (athlete, activity) in enumerate(objects[:count]):
-        delay = start + index / WEBHOOK_RATE - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
+
+    async def publish(athlete: int, activity: int) -> None:
         event = WebhookReceived(
             provider="strava",
             kind="activity",
@@ -384,9 +399,11 @@ async def _webhook_run(nc: NatsClient, objects: list[tuple[int, int]]) -> list[f
             stream="WEBHOOKS",
             headers={"Nats-Msg-Id": event.event_id},
         )
-    if len(arrived) < count:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(everything.wait(), 60)
+
+    sub = await nc.subscribe("records.changed.strava.activities", cb=changed)
+    await open_loop(objects[:count], WEBHOOK_RATE, publish)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(everything.wait(), 60)
     await sub.unsubscribe()
     missing = count - len(arrived)
     if missing:
@@ -400,41 +417,32 @@ async def _baseline_run(
     pool: asyncpg.Pool,
     objects: list[tuple[int, int]],
 ) -> list[float]:
-    """The least any pipeline must do per event: one provider GET and one INSERT."""
-    token = (
-        await control(
-            http, sandbox_url, "POST", f"/_sandbox/strava/athletes/{objects[0][0]}/tokens", {}
-        )
-    )["access_token"]
+    """The least any pipeline must do per event: the same provider GET of the activity
+    (with its athlete's token) and one INSERT of what came back."""
+    tokens = {}
+    for athlete in {a for a, _ in objects}:
+        path = f"/_sandbox/strava/athletes/{athlete}/tokens"
+        tokens[athlete] = (await control(http, sandbox_url, "POST", path, {}))["access_token"]
     await pool.execute(
         "CREATE TABLE IF NOT EXISTS public.bench_hook (id bigint PRIMARY KEY, raw jsonb)"
     )
     samples: list[float] = []
-    count = min(len(objects), int(WEBHOOK_RATE * WEBHOOK_SECONDS))
 
-    async def one(activity: int) -> None:
+    async def one(athlete: int, activity: int) -> None:
         started = time.perf_counter()
         async with http.get(
-            f"{sandbox_url}/strava/api/v3/athlete/activities",
-            params={"per_page": "1"},
-            headers={"Authorization": f"Bearer {token}"},
+            f"{sandbox_url}/strava/api/v3/activities/{activity}",
+            headers={"Authorization": f"Bearer {tokens[athlete]}"},
         ) as resp:
             body = await resp.text()
         await pool.execute(
             "INSERT INTO public.bench_hook VALUES ($1, $2::text::jsonb) ON CONFLICT DO NOTHING",
             activity,
-            body if body.startswith("[") else "[]",
+            body,
         )
         samples.append((time.perf_counter() - started) * 1000)
 
-    tasks = []
-    start = time.perf_counter()
-    for index, (_, activity) in enumerate(objects[:count]):
-        delay = start + index / WEBHOOK_RATE - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(activity)))
-    await asyncio.gather(*tasks)
+    await open_loop(objects[: int(WEBHOOK_RATE * WEBHOOK_SECONDS)], WEBHOOK_RATE, one)
     return samples
 
 
@@ -442,8 +450,6 @@ async def _baseline_run(
 
 
 async def scheduler_claim() -> list[Figure]:
-    from bench.tokens import embedded_postgres
-
     async with embedded_postgres() as admin_dsn:
         await migrate(admin_dsn, "sync-worker", MIGRATIONS)
         pool = await asyncpg.create_pool(

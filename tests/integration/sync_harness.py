@@ -7,24 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import inspect
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import nats
 import sync_worker
-from nats.aio.msg import Msg
 from provider_sandbox.config import provider_urls
 from sync_worker.app import SyncApp, build_app
 from sync_worker.settings import SyncWorkerSettings
 from syncplane_common.migrations import migrate
 
-from tests.integration.token_harness import Stack, role_dsn
+from tests.integration.token_harness import Events, Stack, role_dsn, serving
 
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 
@@ -52,55 +50,32 @@ def settings_for(stack: Stack, database_url: str, **overrides: Any) -> SyncWorke
 
 @contextlib.asynccontextmanager
 async def running(app: SyncApp, within: float = 15.0) -> AsyncIterator[SyncApp]:
-    task = asyncio.create_task(app.runtime.serve())
-    deadline = time.monotonic() + within
-    while app.worker is None:
-        if task.done():
-            task.result()
-        assert time.monotonic() < deadline, "sync-worker did not start"
-        await asyncio.sleep(0.02)
-    try:
+    async with serving(app.runtime, lambda: app.worker is not None, within):
         yield app
-    finally:
-        app.runtime.stop()
-        await asyncio.wait_for(task, 30)
-
-
-@dataclass
-class Bus:
-    """Every message on ``subjects``, in arrival order."""
-
-    seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def on_message(self, msg: Msg) -> None:
-        self.seen.append((msg.subject, json.loads(msg.data)))
-        self.arrived.set()
-
-    def of(self, subject: str) -> list[dict[str, Any]]:
-        return [body for s, body in self.seen if s == subject]
 
 
 @contextlib.asynccontextmanager
-async def recorder(nats_url: str, *subjects: str) -> AsyncIterator[Bus]:
+async def recorder(nats_url: str, *subjects: str) -> AsyncIterator[Events]:
+    """Every message on ``subjects`` (core subscriptions see JetStream publishes too)."""
     nc = await nats.connect(nats_url)
-    bus = Bus()
+    events = Events()
     for subject in subjects:
-        await nc.subscribe(subject, cb=bus.on_message)
+        await nc.subscribe(subject, cb=events.on_message)
     try:
-        yield bus
+        yield events
     finally:
         await nc.drain()
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], within: float = 20.0, every: float = 0.1
-) -> Any:
-    """The first truthy value of ``check()``; fails after ``within`` seconds."""
+async def eventually(check: Callable[[], Any], within: float = 20.0, every: float = 0.1) -> Any:
+    """The first truthy value of ``check()`` (a value, or awaited when it is awaitable);
+    fails after ``within`` seconds."""
     deadline = time.monotonic() + within
     last: Any = None
     while time.monotonic() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(every)
@@ -152,7 +127,7 @@ async def start_process(settings: SyncWorkerSettings) -> asyncio.subprocess.Proc
 
 
 __all__ = [
-    "Bus",
+    "Events",
     "activity_count",
     "build_app",
     "eventually",

@@ -76,7 +76,7 @@ async def test_a_spent_budget_defers_the_session_to_the_window_boundary(
         assert session["stored"] == ACTIVITIES
         calls = ACTIVITIES // PER_PAGE + 1
         background = int(LIMIT * 0.8)
-        continuations = [c for c in commands.of("sync.requested.strava") if c["session_id"]]
+        continuations = [c for c in commands.of("sync.requested.strava", user) if c["session_id"]]
         # Each continuation carries the session and the boundary it waits for.
         assert len(continuations) >= calls // background - 1
         assert all(c["session_id"] == str(session["id"]) for c in continuations)

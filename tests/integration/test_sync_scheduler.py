@@ -22,10 +22,10 @@ from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity
 from sync_worker.scheduler import Scheduler
 from sync_worker.strava_store import StoredActivity
-from sync_worker.tokens import MemoryTokenSource
 from syncplane_common.clock import ManualClock, SystemClock
 from syncplane_common.migrations import migrate_all
 from syncplane_common.migrations_registry import service_migrations
+from syncplane_common.tokens import MemoryTokenSource
 
 from tests.integration.token_harness import role_dsn, sandbox_server
 

@@ -34,6 +34,7 @@ from syncplane_common.clock import ManualClock
 from syncplane_common.contracts import TokenExchange, TokenExchangeReply, TokenGet, TokenGetReply
 from syncplane_common.migrations import migrate
 from syncplane_common.provision import provision_js
+from syncplane_common.runtime import ServiceRuntime
 from token_service.app import TokenApp, build_app
 from token_service.settings import TokenServiceSettings
 
@@ -101,8 +102,8 @@ def service_env(settings: TokenServiceSettings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def sandbox_server() -> AsyncIterator[tuple[Sandbox, str]]:
-    app = create_app(CONFIG)
+async def sandbox_server(config: SandboxConfig = CONFIG) -> AsyncIterator[tuple[Sandbox, str]]:
+    app = create_app(config)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     sandbox = app[SANDBOX_KEY]
@@ -129,19 +130,29 @@ async def fresh_streams(nats_url: str) -> AsyncIterator[NatsClient]:
 
 
 @contextlib.asynccontextmanager
-async def running(app: TokenApp, within: float = 15.0) -> AsyncIterator[TokenApp]:
-    task = asyncio.create_task(app.runtime.serve())
+async def serving(
+    runtime: ServiceRuntime, ready: Callable[[], bool], within: float = 15.0
+) -> AsyncIterator[None]:
+    """A service's runtime in this process until the block ends; ``ready`` says when its
+    start hooks have run (what the tests need before they talk to it)."""
+    task = asyncio.create_task(runtime.serve())
     deadline = time.monotonic() + within
-    while app.service is None:
+    while not ready():
         if task.done():
             task.result()
-        assert time.monotonic() < deadline, "token-service did not start"
+        assert time.monotonic() < deadline, f"{runtime.service} did not start"
         await asyncio.sleep(0.02)
     try:
-        yield app
+        yield
     finally:
-        app.runtime.stop()
+        runtime.stop()
         await asyncio.wait_for(task, 30)
+
+
+@contextlib.asynccontextmanager
+async def running(app: TokenApp, within: float = 15.0) -> AsyncIterator[TokenApp]:
+    async with serving(app.runtime, lambda: app.service is not None, within):
+        yield app
 
 
 @contextlib.asynccontextmanager
@@ -156,7 +167,8 @@ async def caller(nats_url: str) -> AsyncIterator[NatsBroker]:
 
 @dataclass
 class Events:
-    """Every message on ``connection.>``, in arrival order."""
+    """Every message on the subjects it is subscribed to (``connection.>`` for the
+    token-service stack), in arrival order."""
 
     seen: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -179,8 +191,12 @@ class Events:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
 
-    def of(self, subject: str, user_id: str) -> list[dict[str, Any]]:
-        return [b for s, b in self.seen if s == subject and b.get("user_id") == user_id]
+    def of(self, subject: str, user_id: str | None = None) -> list[dict[str, Any]]:
+        return [
+            b
+            for s, b in self.seen
+            if s == subject and (user_id is None or b.get("user_id") == user_id)
+        ]
 
 
 @dataclass

@@ -23,11 +23,12 @@ from syncplane_common.errors import RetryableError
 from syncplane_common.http import create_client_session
 from syncplane_common.runtime import ServiceRuntime
 from syncplane_common.settings import load_settings
+from syncplane_common.tokens import NatsTokenSource, TokenSource
 
 from calendar_sync import handlers, store
 from calendar_sync.channels import BUCKET, ChannelConfig, Channels
 from calendar_sync.domain import Policy
-from calendar_sync.ports import Ids, NatsTokens, RandomIds, TokenSource
+from calendar_sync.ports import Ids, RandomIds
 from calendar_sync.providers.google_calendar import GoogleCalendarClient
 from calendar_sync.publisher import Publisher
 from calendar_sync.settings import CalendarSyncSettings
@@ -92,7 +93,7 @@ class CalendarApp:
         engine = Engine(
             runtime.db,
             GoogleCalendarClient(self._session, s.google_calendar_api_base),
-            self.tokens or NatsTokens(runtime.broker),
+            self.tokens or NatsTokenSource(runtime.broker, cache_seconds=0, clock=self.clock),
             self.clock,
             self.ids,
             engine_config(s),

@@ -37,6 +37,7 @@ from syncplane_common.errors import (
     RevokedError,
     TokenRejectedError,
 )
+from syncplane_common.tokens import TokenLease, TokenSource
 
 from calendar_sync import store
 from calendar_sync.domain import (
@@ -55,10 +56,13 @@ from calendar_sync.domain import (
     retry_delay,
     to_google,
 )
-from calendar_sync.ports import Ids, TokenSource
+from calendar_sync.ports import Ids
 from calendar_sync.providers.google_calendar import GoogleCalendarClient
 
 log = logging.getLogger(__name__)
+
+# The connection whose token every Google call uses.
+PROVIDER = "google_calendar"
 T = TypeVar("T")
 
 # A 412 means Google moved on under us: re-resolve and retry this many times in one go.
@@ -137,13 +141,8 @@ class Engine:
 
     async def call(self, user_id: str, fn: Callable[[str], Awaitable[T]]) -> T:
         await self.clock.sleep(self.pacer.reserve(user_id, self.clock.monotonic()))
-        token = await self.tokens.get(user_id)
         try:
-            return await fn(token)
-        except TokenRejectedError as err:
-            token = await self.tokens.get(user_id, force_refresh=True, rejected=err.fingerprint)
-        try:
-            return await fn(token)
+            return await TokenLease(self.tokens, user_id, PROVIDER).call(fn)
         except TokenRejectedError as err:
             raise ReauthRequiredError(
                 "Google refused a freshly refreshed token", details=err.details

@@ -22,23 +22,22 @@ from syncplane_common.errors import RetryableError
 from syncplane_common.http import create_client_session
 from syncplane_common.runtime import ServiceRuntime
 from syncplane_common.settings import load_settings
+from syncplane_common.tokens import NatsTokenSource
 
 from sync_worker import handlers
 from sync_worker.budget import (
     KvRateBudget,
     RateBudget,
     default_limits,
-    strava_observed,
     strava_windows,
 )
 from sync_worker.engine import Engine, Source
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
-from sync_worker.providers.strava import StravaClient, StravaUsage
+from sync_worker.providers.strava import StravaClient
 from sync_worker.scheduler import Scheduler
 from sync_worker.settings import SyncWorkerSettings, parse_pair
 from sync_worker.strava_source import StravaActivities
-from sync_worker.tokens import NatsTokenSource
 
 SERVICE = "sync-worker"
 SCHEMA: str | None = "sync"
@@ -84,12 +83,6 @@ class SyncApp:
             budget = await KvRateBudget.bind(
                 runtime.jetstream(), limits, self.clock, s.rate_background_share
             )
-        shared = budget
-
-        async def observe_strava(usage: StravaUsage) -> None:
-            if shared is not None:
-                await shared.observe("strava", strava_observed(usage))
-
         sources: dict[str, Source] = {
             "strava": StravaActivities(
                 StravaClient(session, s.strava_api_base, self.clock),
@@ -98,7 +91,7 @@ class SyncApp:
                 backfill_since=s.strava_backfill_since,
                 overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
                 sport_types=s.strava_sport_type_filter,
-                observe_usage=observe_strava,
+                budget=budget,
             )
         }
         engine = Engine(

@@ -36,11 +36,11 @@ from syncplane_common.contracts import (
     SyncRequested,
 )
 from syncplane_common.errors import ConflictError, PermanentError, RetryableError
+from syncplane_common.tokens import TokenLease, TokenSource
 
 from sync_worker import session_store, sessions, sync_state
 from sync_worker.budget import Priority, RateBudget
 from sync_worker.sessions import Phase, Session, SessionKind, SessionState
-from sync_worker.tokens import TokenLease, TokenSource
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -96,6 +96,8 @@ class Source(Protocol):
 
     provider: ProviderName
     data_type: str
+    # The webhook kinds (``WebhookReceived.kind``) that name one object of this type.
+    webhook_kinds: frozenset[str]
 
     def initial_checkpoint(
         self, command: SyncRequested, newest_stored: datetime | None, now: datetime
@@ -129,6 +131,22 @@ class Source(Protocol):
         ...
 
     async def delete(self, conn: Conn, user_id: str, object_ids: Sequence[str]) -> Stored: ...
+
+    async def read(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """Stored rows, newest first: what a smart read answers."""
+        ...
+
+    async def purge(self, conn: Conn, user_id: str) -> int:
+        """Delete everything stored for the user (revocation with DELETE_DATA_ON_REVOKE)."""
+        ...
 
 
 class Deferred(Exception):

@@ -39,8 +39,6 @@ QUEUE = "sync-worker"
 REQUESTS_DURABLE = "sync-worker-requests"
 WEBHOOKS_DURABLE = "sync-worker-webhooks"
 LIFECYCLE_DURABLE = "sync-worker-lifecycle"
-# Webhook kinds that name one object of a data type the engine syncs.
-WEBHOOK_PROVIDERS = {"strava": "strava"}
 
 
 @dataclass
@@ -52,7 +50,6 @@ class Worker:
     max_deliver: int
     intervals: dict[str, int]
     delete_data_on_revoke: bool
-    purge: Callable[[str, str], object] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -104,8 +101,9 @@ def register(
 
     async def webhook_received(event: WebhookReceived) -> None:
         w = worker()
-        provider = WEBHOOK_PROVIDERS.get(event.provider)
-        if provider is None or event.kind != "activity":
+        provider = event.provider
+        source = w.engine.sources.get(provider)
+        if source is None or event.kind not in source.webhook_kinds:
             # Not ours to sync yet: refuse loudly (dead letter, replayable), never drop.
             raise PermanentError(f"no sync for {event.provider} {event.kind} webhooks")
         if event.owner_id is None or event.object_id is None:

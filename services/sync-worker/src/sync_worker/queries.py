@@ -35,7 +35,7 @@ from syncplane_common.errors import (
     SyncplaneError,
 )
 
-from sync_worker import session_store, sessions, strava_store, sync_state
+from sync_worker import session_store, sessions, sync_state
 from sync_worker.engine import Cancelled, Deferred, Engine
 
 log = logging.getLogger(__name__)
@@ -247,11 +247,11 @@ async def _last_success(engine: Engine, ask: DataQuery) -> datetime | None:
 
 
 async def _rows(engine: Engine, ask: DataQuery) -> list[dict[str, Any]]:
-    if (ask.provider, ask.data_type) == ("strava", "activities"):
-        return await strava_store.read(
-            engine.pool, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
+    source = engine.sources[ask.provider]
+    async with engine.pool.acquire() as conn:
+        return await source.read(
+            conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
         )
-    return []
 
 
 async def cancel_running(engine: Engine, user_id: str, provider: str) -> int:
@@ -268,6 +268,8 @@ async def cancel_running(engine: Engine, user_id: str, provider: str) -> int:
 
 
 async def purge(engine: Engine, user_id: str, provider: str) -> int:
-    if provider == "strava":
-        return await strava_store.delete_user(engine.pool, user_id)
-    return 0
+    source = engine.sources.get(provider)
+    if source is None:
+        return 0
+    async with engine.pool.acquire() as conn:
+        return await source.purge(conn, user_id)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, Field, field_validator
 from syncplane_common.settings import DatabaseSettings, ProviderEndpoints
-
-PROVIDERS = ("strava", "google_fit", "whoop", "google_calendar")
+from syncplane_common.subjects import PROVIDERS
 
 
 def parse_intervals(value: str) -> dict[str, int]:

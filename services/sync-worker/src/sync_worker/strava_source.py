@@ -14,24 +14,23 @@ Strava then lists oldest first, so new uploads land after the pages already read
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from syncplane_common.contracts import ProviderName, SyncRequested
 from syncplane_common.errors import NotFoundError
+from syncplane_common.tokens import TokenLease
 
 from sync_worker import strava_store
+from sync_worker.budget import RateBudget, strava_observed
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity, StravaClient, StravaUsage
 from sync_worker.strava_store import StoredActivity
-from sync_worker.tokens import TokenLease
 
 if TYPE_CHECKING:
     from sync_worker.engine import Conn
-
-UsageObserver = Callable[[StravaUsage], Awaitable[None]]
 
 
 def _epoch(value: datetime | None) -> int | None:
@@ -41,6 +40,7 @@ def _epoch(value: datetime | None) -> int | None:
 class StravaActivities:
     provider: ProviderName = "strava"
     data_type = "activities"
+    webhook_kinds = frozenset({"activity"})
 
     def __init__(
         self,
@@ -51,7 +51,7 @@ class StravaActivities:
         backfill_since: datetime | None = None,
         overlap: timedelta = timedelta(hours=1),
         sport_types: frozenset[str] = frozenset(),
-        observe_usage: UsageObserver | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self.client = client
         self.enricher = enricher
@@ -59,7 +59,7 @@ class StravaActivities:
         self.backfill_since = backfill_since
         self.overlap = overlap
         self.sport_types = sport_types
-        self._observe = observe_usage
+        self.budget = budget
 
     def initial_checkpoint(
         self, command: SyncRequested, newest_stored: datetime | None, now: datetime
@@ -102,8 +102,9 @@ class StravaActivities:
         )
 
     async def observe(self, usage: Any) -> None:
-        if self._observe is not None and isinstance(usage, StravaUsage):
-            await self._observe(usage)
+        """Strava's usage headers correct the shared budget (PROVIDERS.md §3.2)."""
+        if self.budget is not None and isinstance(usage, StravaUsage):
+            await self.budget.observe(self.provider, strava_observed(usage))
 
     async def enrich(
         self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
@@ -141,6 +142,20 @@ class StravaActivities:
             unchanged=written.unchanged,
             skipped=len(filtered),
         )
+
+    async def read(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return await strava_store.read(conn, user_id, start=start, end=end, limit=limit)
+
+    async def purge(self, conn: Conn, user_id: str) -> int:
+        return await strava_store.delete_user(conn, user_id)
 
     async def fetch_one(self, lease: TokenLease, object_id: str) -> Activity | None:
         try:

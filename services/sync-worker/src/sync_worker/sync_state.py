@@ -6,7 +6,7 @@ that lets every replica schedule without a leader.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
@@ -279,7 +279,3 @@ async def log_for(db: Db, user_id: str, provider: str | None = None) -> list[Log
         provider,
     )
     return [LogEntry(**dict(r)) for r in records]
-
-
-def since(value: datetime | None, now: datetime) -> timedelta | None:
-    return None if value is None else now - value

@@ -1,8 +1,10 @@
-"""Where sync-worker gets access tokens: token-service's ``token.get`` (ARCHITECTURE §4
-"Just-in-time token"). sync-worker never refreshes or stores a token itself.
+"""Where services that call provider APIs get access tokens: token-service's
+``token.get`` (ARCHITECTURE §4 "Just-in-time token"; ADR 0003). No other service
+refreshes or stores a token.
 
-:func:`with_token` is the one place the "provider refused the token → ask for a fresh
-one by fingerprint → retry once" rule lives, so no provider module repeats it.
+:class:`TokenLease` is the one place the "provider refused the token → ask for a new one
+by fingerprint → retry once" rule lives, so neither sync-worker's providers nor
+calendar-sync repeat it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from faststream.nats import NatsBroker
+
 from syncplane_common import rpc, subjects
 from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.contracts import TokenGet, TokenGetReply, token_fingerprint
@@ -49,7 +52,7 @@ class NatsTokenSource:
         self,
         broker: NatsBroker,
         *,
-        timeout: float,
+        timeout: float = rpc.DEFAULT_TIMEOUT,
         min_valid_seconds: int = 300,
         cache_seconds: float = 30.0,
         clock: Clock | None = None,
