@@ -216,6 +216,30 @@ class ServiceRuntime:
         self._stopping.set()
 
 
+def periodic(
+    name: str,
+    run: Callable[[], Awaitable[object]],
+    wait: Callable[[], Awaitable[object]],
+    *,
+    run_first: bool = True,
+) -> asyncio.Task[None]:
+    """A background pass for ever: ``run``, then ``wait`` (or the other way round). A pass
+    that fails is logged and the next one still comes: one bad pass must not silently
+    stop an outbox, a scheduler or a keep-alive. Cancel the task to stop it."""
+
+    async def loop() -> None:
+        if not run_first:
+            await wait()
+        while True:
+            try:
+                await run()
+            except Exception:
+                log.exception("%s pass failed", name)
+            await wait()
+
+    return asyncio.get_running_loop().create_task(loop(), name=name)
+
+
 def run(build: Callable[[], ServiceRuntime]) -> None:
     """Entry point of ``python -m <service>``: run until SIGTERM / SIGINT."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -21,7 +20,7 @@ from nats.js.kv import KeyValue
 from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.errors import RetryableError
 from syncplane_common.http import create_client_session
-from syncplane_common.runtime import ServiceRuntime
+from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 from syncplane_common.tokens import NatsTokenSource, TokenSource
 
@@ -104,9 +103,13 @@ class CalendarApp:
         self.channels = Channels(engine, self.kv, channel_config(s))
         self.engine = engine
         self._loops = [
-            _loop("sender", sender, lambda: self._send(s.outbox_concurrency)),
-            _loop("publisher", publishing, self.publisher.flush),
-            _loop("maintenance", Wakeable(s.maintenance_interval_seconds), self.maintain),
+            periodic("calendar-sync sender", lambda: self._send(s.outbox_concurrency), sender.wait),
+            periodic("calendar-sync publisher", self.publisher.flush, publishing.wait),
+            periodic(
+                "calendar-sync maintenance",
+                self.maintain,
+                Wakeable(s.maintenance_interval_seconds).wait,
+            ),
         ]
 
     async def _send(self, concurrency: int) -> None:
@@ -154,18 +157,6 @@ def channel_config(s: CalendarSyncSettings) -> ChannelConfig:
         poll_interval_seconds=s.poll_interval_seconds,
         backstop_interval_seconds=s.backstop_interval_seconds,
     )
-
-
-def _loop(what: str, timer: Wakeable, run: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
-    async def loop() -> None:
-        while True:
-            try:
-                await run()
-            except Exception:
-                log.exception("%s pass failed", what)
-            await timer.wait()
-
-    return asyncio.get_running_loop().create_task(loop(), name=f"calendar-sync {what}")
 
 
 def build_app(

@@ -20,7 +20,7 @@ from syncplane_common import bus
 from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.errors import RetryableError
 from syncplane_common.http import create_client_session
-from syncplane_common.runtime import ServiceRuntime
+from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 from syncplane_common.tokens import NatsTokenSource
 
@@ -125,8 +125,10 @@ class SyncApp:
         )
         if self.scheduler_enabled:
             self._loops.append(
-                asyncio.get_running_loop().create_task(
-                    self.scheduler.run(s.scheduler_tick_seconds), name="sync-worker scheduler"
+                periodic(
+                    "sync-worker scheduler",
+                    self.scheduler.run_once,
+                    lambda: asyncio.sleep(s.scheduler_tick_seconds),
                 )
             )
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -75,7 +75,6 @@ class FetchedPage:
     invalid: int = 0
     # Ids the source's filter left out: counted as skipped; a stored copy is removed.
     filtered: tuple[str, ...] = ()
-    usage: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +105,6 @@ class Source(Protocol):
     async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None: ...
 
     async def fetch(self, lease: TokenLease, checkpoint: dict[str, Any]) -> FetchedPage: ...
-
-    async def observe(self, usage: Any) -> None: ...
 
     async def enrich(
         self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
@@ -170,8 +167,6 @@ class Engine:
     clock: Clock
     sources: dict[str, Source]
     budget: RateBudget | None = None
-    # Called after every page with the session: the handler's JetStream heartbeat.
-    on_page: Callable[[Session], Awaitable[None]] | None = None
     app_focus_min_age: timedelta = timedelta(hours=1)
     inline_wait: float = INLINE_WAIT_SECONDS
 
@@ -314,8 +309,6 @@ class Engine:
                 raise Cancelled(f"{command.provider} connection of {command.user_id} is gone")
             await self._wait_for_budget(session, source, priority)
             page = await source.fetch(lease, dict(session.checkpoint))
-            if page.usage is not None:
-                await source.observe(page.usage)
             now = self.clock.now()
             if page.last and not page.items:
                 return await self._complete(command, source, session, page, now)
@@ -344,8 +337,6 @@ class Engine:
                     # and republishes under the same id, which JetStream drops.
                     await self._changed(command.provider, source, session, stored, now)
             await self._progress(session, now)
-            if self.on_page is not None:
-                await self.on_page(session)
             if page.last:
                 return await self._complete(command, source, session, None, now)
 

@@ -99,10 +99,7 @@ async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) 
         (e.provider, e.data_type): e
         for e in await sync_state.log_for(engine.pool, ask.user_id, ask.provider)
     }
-    connections = await engine.pool.fetch(
-        "SELECT provider, status FROM connections WHERE user_id = $1", ask.user_id
-    )
-    known = {r["provider"]: r["status"] for r in connections}
+    known = await sync_state.statuses(engine.pool, ask.user_id)
     wanted = {
         (source.provider, source.data_type)
         for source in engine.sources.values()
@@ -236,14 +233,7 @@ def _reply(
 
 
 async def _last_success(engine: Engine, ask: DataQuery) -> datetime | None:
-    value: datetime | None = await engine.pool.fetchval(
-        "SELECT last_success_at FROM sync_log WHERE user_id = $1 AND provider = $2 "
-        "AND data_type = $3",
-        ask.user_id,
-        ask.provider,
-        ask.data_type,
-    )
-    return value
+    return await sync_state.last_success(engine.pool, ask.user_id, ask.provider, ask.data_type)
 
 
 async def _rows(engine: Engine, ask: DataQuery) -> list[dict[str, Any]]:

@@ -118,14 +118,10 @@ class Scheduler:
                 ENRICHED.labels("completed" if done else "still_missing").inc()
         return completed
 
-    async def run(self, every: float) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("scheduler tick failed")
-            try:
-                await self.enrichment_pass()
-            except Exception:
-                log.exception("enrichment pass failed")
-            await asyncio.sleep(every)
+    async def run_once(self) -> None:
+        """One tick: queue what is due, then fill missing enrichment. A failing tick
+        does not skip the enrichment pass."""
+        try:
+            await self.tick()
+        finally:
+            await self.enrichment_pass()

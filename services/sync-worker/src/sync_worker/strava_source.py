@@ -91,6 +91,7 @@ class StravaActivities:
                 per_page=self.per_page,
             )
         )
+        await self.observe(page.usage)
         kept = [a for a in page.activities if self._keep(a)]
         return FetchedPage(
             items=kept,
@@ -98,12 +99,11 @@ class StravaActivities:
             last=page.is_last,
             invalid=len(page.invalid),
             filtered=tuple(str(a.id) for a in page.activities if not self._keep(a)),
-            usage=page.usage,
         )
 
-    async def observe(self, usage: Any) -> None:
+    async def observe(self, usage: StravaUsage | None) -> None:
         """Strava's usage headers correct the shared budget (PROVIDERS.md §3.2)."""
-        if self.budget is not None and isinstance(usage, StravaUsage):
+        if self.budget is not None and usage is not None:
             await self.budget.observe(self.provider, strava_observed(usage))
 
     async def enrich(

@@ -126,6 +126,12 @@ async def by_account(db: Db, provider: str, account_id: str) -> Connection | Non
     return None if record is None else Connection(**dict(record))
 
 
+async def statuses(db: Db, user_id: str) -> dict[str, str]:
+    """The user's connections known here: provider → status."""
+    records = await db.fetch("SELECT provider, status FROM connections WHERE user_id = $1", user_id)
+    return {r["provider"]: r["status"] for r in records}
+
+
 async def last_synced_at(db: Db, user_id: str, provider: str) -> datetime | None:
     value: datetime | None = await db.fetchval(
         "SELECT last_synced_at FROM connections WHERE user_id = $1 AND provider = $2",
@@ -253,6 +259,17 @@ async def failed(db: Db, session: Session, data_type: str, now: datetime) -> Non
         error,
         session.id,
     )
+
+
+async def last_success(db: Db, user_id: str, provider: str, data_type: str) -> datetime | None:
+    value: datetime | None = await db.fetchval(
+        "SELECT last_success_at FROM sync_log WHERE user_id = $1 AND provider = $2 "
+        "AND data_type = $3",
+        user_id,
+        provider,
+        data_type,
+    )
+    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
 from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.errors import RetryableError
 from syncplane_common.http import create_client_session
-from syncplane_common.runtime import ServiceRuntime
+from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 
 from token_service import handlers
@@ -77,11 +76,21 @@ class TokenApp:
             strava=strava,
         )
         self._loops = [
-            _every(settings.outbox_interval_seconds, "outbox", outbox.flush),
+            periodic(
+                "token-service outbox",
+                outbox.flush,
+                lambda: asyncio.sleep(settings.outbox_interval_seconds),
+                run_first=False,
+            ),
         ]
         if settings.keepalive_idle_days > 0:
             self._loops.append(
-                _every(settings.keepalive_interval_seconds, "keep-alive", self.service.keepalive)
+                periodic(
+                    "token-service keep-alive",
+                    self.service.keepalive,
+                    lambda: asyncio.sleep(settings.keepalive_interval_seconds),
+                    run_first=False,
+                )
             )
 
     async def stop(self, _: ServiceRuntime) -> None:
@@ -158,18 +167,6 @@ def build_providers(
             client_secret=settings.whoop_client_secret,
         )
     return providers, strava
-
-
-def _every(seconds: float, what: str, run: Callable[[], Awaitable[object]]) -> asyncio.Task[None]:
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await run()
-            except Exception:
-                log.exception("%s pass failed", what)
-
-    return asyncio.get_running_loop().create_task(loop(), name=f"token-service {what}")
 
 
 def build_app(
