@@ -20,6 +20,8 @@ from syncplane_common.contracts import (
     SyncSessionReply,
     SyncStatusGet,
     SyncStatusReply,
+    TokenRevoke,
+    TokenRevokeReply,
     WebhookReceived,
 )
 from syncplane_common.errors import NotFoundError
@@ -317,13 +319,14 @@ async def test_session_and_status_and_smart_reads(env: tuple[Stack, Events]) -> 
     assert len(stale.data) == 5
 
 
-async def test_revocation_stops_scheduling_and_running_sessions(env: tuple[Stack, Events]) -> None:
+async def test_revocation_reaches_sync_workers_view_of_the_connection(
+    env: tuple[Stack, Events],
+) -> None:
+    # The scheduler skips non-active connections: test_sync_scheduler covers that claim.
     s, seen = env
     user = "u-revoke"
     await connect(s, user, 2)
     await eventually(lambda: completed(seen, user))
-    from syncplane_common.contracts import TokenRevoke, TokenRevokeReply
-
     await rpc.request(
         s.broker,
         subjects.TOKEN_REVOKE,
