@@ -209,8 +209,11 @@ async def test_webhooks_refetch_update_and_delete(env: tuple[Stack, Events]) -> 
             activity_id,
         )
 
+    weather_calls = (await s.stats())["calls"].get("open_meteo GET /archive", 0)
     await hook("create", 1)
     assert await eventually(name) == "via webhook"
+    # A webhook enriches from the caches only: it never queues behind Open-Meteo.
+    assert (await s.stats())["calls"].get("open_meteo GET /archive", 0) == weather_calls
     await s.control("PUT", f"/_sandbox/strava/activities/{activity_id}", {"name": "renamed"})
     await hook("update", 2)
     assert await eventually(lambda: _eq(name, "renamed")) is True

@@ -80,7 +80,11 @@ class ActivityEnricher:
         weather_by_key: dict[Any, Any] = {}
         located = [p for p in points if p is not None]
         if self.weather is not None and located:
-            weather_by_key = await self.weather.weather_for([(p.lat, p.lng, p.at) for p in located])
+            asked = [(p.lat, p.lng, p.at) for p in located]
+            if quick:
+                weather_by_key = self.weather.cached_for(asked)
+            else:
+                weather_by_key = await self.weather.weather_for(asked)
         results: list[Found] = []
         for point in points:
             if point is None:
