@@ -31,8 +31,7 @@ Cursors (the session checkpoint, :attr:`CursorPage.next_cursor`):
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,7 +46,6 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
 from sync_worker.providers._google_fit_model import (
@@ -58,6 +56,7 @@ from sync_worker.providers._google_fit_model import (
     aggregate_request,
     fit_day,
 )
+from sync_worker.providers._http import bearer, call, retry_after
 from sync_worker.providers._records import Cursor, CursorPage
 
 __all__ = [
@@ -121,20 +120,17 @@ def raise_for_answer(
     domains = {e["domain"] for e in errors}
     details: dict[str, object] = {"status": status, "errors": errors, "operation": operation}
     what = f"google fit {operation} answered {status} ({message or 'no details'})"
-    lowered = {k.lower(): v for k, v in headers.items()}
-    retry_after = parse_retry_after(lowered.get("retry-after"), now)
+    wait = retry_after(headers, now)
     if status == 401:
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status in (404, 410) or (status == 403 and "accessNotConfigured" in reasons):
         raise ProviderDiscontinuedError(what, details=details)
     if status == 429 or (status == 403 and (reasons & _RATE_REASONS or "usageLimits" in domains)):
         raise RetryableError(
-            what,
-            retry_after=DEFAULT_RATE_WAIT if retry_after is None else retry_after,
-            details=details,
+            what, retry_after=DEFAULT_RATE_WAIT if wait is None else wait, details=details
         )
     if status >= 500 or status == 408:
-        raise RetryableError(what, retry_after=retry_after, details=details)
+        raise RetryableError(what, retry_after=wait, details=details)
     if status == 403 and "insufficientPermissions" in reasons:
         # A refresh keeps the granted scopes: only the user consenting again adds one.
         raise ReauthRequiredError(what, details=details)
@@ -174,43 +170,24 @@ class GoogleFitClient:
         token: str,
         operation: Operation,
         *,
-        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        params: Sequence[tuple[str, str]] = (),
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        try:
-            async with self.session.request(
-                method,
-                f"{self.api_base}{path}",
-                params=params,
-                json=body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        decoded: Any = None
-        decode_error: ValueError | None = None
-        try:
-            decoded = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
-            sent_token = any(k == "pageToken" for k, _ in _pairs(params))
+        url = f"{self.api_base}{path}"
+        answer = await call(
+            self.session, method, url, headers=bearer(token), params=params, json_body=body
+        )
+        if answer.status >= 400:
             raise_for_answer(
-                status,
-                decoded,
-                headers,
+                answer.status,
+                answer.body,
+                answer.headers,
                 operation=operation,
                 token=token,
                 now=self.clock.now(),
-                sent_page_token=sent_token,
+                sent_page_token=any(k == "pageToken" for k, _ in params),
             )
-        if decode_error is not None or not isinstance(decoded, dict):
-            raise RetryableError(
-                f"google fit {operation} answered {status} with a body that is not a JSON object"
-            ) from decode_error
-        return decoded
+        return answer.json_object(f"google fit {operation}")
 
     # -- daily aggregates ------------------------------------------------------------------
 
@@ -350,12 +327,6 @@ class GoogleFitClient:
         if cursor.get("stream") != "sessions" or not isinstance(page_token, str):
             raise CursorInvalidError(f"not a Google Fit sessions cursor: {sorted(cursor)}")
         return self.session_pages(token, page_token)
-
-
-def _pairs(params: Mapping[str, str] | list[tuple[str, str]] | None) -> list[tuple[str, str]]:
-    if params is None:
-        return []
-    return list(params.items()) if isinstance(params, Mapping) else params
 
 
 def _sessions(items: Any) -> tuple[list[FitSession], list[Any]]:

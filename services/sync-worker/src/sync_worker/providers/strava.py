@@ -14,7 +14,6 @@ be corrected from what Strava counted. HTTP failures become the error tree in
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +28,9 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
+from sync_worker.providers._http import bearer, call, retry_after
 from sync_worker.providers._strava_model import Activity, iana_timezone, parse_local_datetime
 from sync_worker.providers._strava_usage import (
     StravaUsage,
@@ -116,17 +115,13 @@ def raise_for_answer(
             raise ReauthRequiredError(what, details=details)
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status == 429:
-        usage = parse_usage(headers)
-        lowered = {k.lower(): v for k, v in headers.items()}
         # No Retry-After is documented (§3.2); the windows are fixed, so compute the wait.
-        wait = parse_retry_after(lowered.get("retry-after"), now)
+        wait = retry_after(headers, now)
         if wait is None:
-            wait = retry_after_seconds(usage, now)
+            wait = retry_after_seconds(parse_usage(headers), now)
         raise RetryableError(what, retry_after=wait, details=details)
     if status >= 500 or status == 408:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        retry_after = parse_retry_after(lowered.get("retry-after"), now)
-        raise RetryableError(what, retry_after=retry_after, details=details)
+        raise RetryableError(what, retry_after=retry_after(headers, now), details=details)
     if status == 404 and operation == "get":
         raise NotFoundError(what, details=details)
     raise PermanentError(what, details=details)
@@ -146,33 +141,18 @@ class StravaClient:
     async def _get(
         self, path: str, token: str, params: Mapping[str, str], operation: Operation
     ) -> tuple[Any, StravaUsage | None]:
-        try:
-            async with self.session.get(
-                f"{self.api_base}{path}",
-                params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        body: Any = None
-        decode_error: ValueError | None = None
-        try:
-            # json.loads, not a float-happy decoder: ids stay exact Python ints.
-            body = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
+        url = f"{self.api_base}{path}"
+        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        if answer.status >= 400:
             raise_for_answer(
-                status, body, headers, operation=operation, token=token, now=self.clock.now()
+                answer.status,
+                answer.body,
+                answer.headers,
+                operation=operation,
+                token=token,
+                now=self.clock.now(),
             )
-        if decode_error is not None:
-            # A 2xx with a broken body is a truncated or proxied answer: try again later.
-            raise RetryableError(
-                f"strava {operation} answered {status} with a body that is not JSON"
-            ) from decode_error
-        return body, parse_usage(headers)
+        return answer.json(f"strava {operation}"), parse_usage(answer.headers)
 
     async def list_activities(
         self,

@@ -23,7 +23,6 @@ from a ``start`` the engine picks (its newest stored record minus an overlap).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -39,9 +38,9 @@ from syncplane_common.errors import (
     PermanentError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
+from sync_worker.providers._http import bearer, call, retry_after
 from sync_worker.providers._records import Cursor, CursorPage
 from sync_worker.providers._whoop_model import (
     KINDS,
@@ -117,19 +116,16 @@ def raise_for_answer(
     message = _whoop_message(body)
     details: dict[str, object] = {"status": status, "operation": operation, "message": message}
     what = f"whoop {operation} answered {status} ({message or 'no details'})"
-    lowered = {k.lower(): v for k, v in headers.items()}
     if status == 401:
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status == 429:
-        wait = parse_retry_after(lowered.get("retry-after"), now)
+        wait = retry_after(headers, now)
         if wait is None:
             usage = parse_usage(headers)
             wait = usage.reset_seconds if usage is not None else DEFAULT_RATE_WAIT
         raise RetryableError(what, retry_after=wait, details=details)
     if status >= 500 or status == 408:
-        raise RetryableError(
-            what, retry_after=parse_retry_after(lowered.get("retry-after"), now), details=details
-        )
+        raise RetryableError(what, retry_after=retry_after(headers, now), details=details)
     if status == 404:
         raise NotFoundError(what, details=details)
     if status == 400 and sent_next_token:
@@ -193,40 +189,20 @@ class WhoopClient:
         token: str,
         params: Mapping[str, str],
         operation: Operation,
-    ) -> tuple[Any, WhoopUsage | None]:
-        try:
-            async with self.session.get(
-                f"{self.api_base}{path}",
-                params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        body: Any = None
-        decode_error: ValueError | None = None
-        try:
-            # json.loads: cycle ids and user ids are int64 and must stay exact.
-            body = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
+    ) -> tuple[dict[str, Any], WhoopUsage | None]:
+        url = f"{self.api_base}{path}"
+        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        if answer.status >= 400:
             raise_for_answer(
-                status,
-                body,
-                headers,
+                answer.status,
+                answer.body,
+                answer.headers,
                 operation=operation,
                 token=token,
                 now=self.clock.now(),
                 sent_next_token="nextToken" in params,
             )
-        if decode_error is not None or not isinstance(body, dict):
-            # A 2xx without a JSON object is a truncated or proxied answer: try again later.
-            raise RetryableError(
-                f"whoop {operation} answered {status} with a body that is not a JSON object"
-            ) from decode_error
-        return body, parse_usage(headers)
+        return answer.json_object(f"whoop {operation}"), parse_usage(answer.headers)
 
     async def list_page(
         self,
