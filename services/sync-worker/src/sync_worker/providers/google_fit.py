@@ -37,7 +37,6 @@ from typing import Any, Literal, NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     CursorInvalidError,
@@ -57,7 +56,7 @@ from sync_worker.providers._google_fit_model import (
     fit_day,
 )
 from sync_worker.providers._http import bearer, call, retry_after
-from sync_worker.providers._records import Cursor, CursorPage
+from sync_worker.providers._records import Cursor, CursorPage, parse_each
 
 __all__ = [
     "AGGREGATE_BY",
@@ -211,16 +210,7 @@ class GoogleFitClient:
         buckets = answer.get("bucket", [])
         if not isinstance(buckets, list):
             raise RetryableError("google fit aggregate answered a bucket that is not an array")
-        days: list[FitDay] = []
-        invalid: list[Any] = []
-        for item in buckets:
-            try:
-                if not isinstance(item, dict):
-                    raise TypeError("a bucket is not an object")
-                days.append(fit_day(Bucket.model_validate(item), item, zone))
-            except (ValidationError, TypeError):
-                invalid.append(item)
-        return days, invalid
+        return parse_each(buckets, lambda item: fit_day(Bucket.model_validate(item), item, zone))
 
     async def daily_pages(
         self,
@@ -293,7 +283,9 @@ class GoogleFitClient:
             if page_token:
                 params.append(("pageToken", page_token))
         answer = await self._call("GET", "/users/me/sessions", token, "sessions", params=params)
-        sessions, invalid = _sessions(answer.get("session"))
+        # Google leaves the array out when there are no sessions.
+        items = answer.get("session")
+        sessions, invalid = parse_each(items if isinstance(items, list) else [], _session)
         deleted = _deleted_ids(answer.get("deletedSession"))
         next_token = answer.get("nextPageToken")
         cursor: Cursor | None = None
@@ -329,17 +321,8 @@ class GoogleFitClient:
         return self.session_pages(token, page_token)
 
 
-def _sessions(items: Any) -> tuple[list[FitSession], list[Any]]:
-    sessions: list[FitSession] = []
-    invalid: list[Any] = []
-    for item in items if isinstance(items, list) else []:
-        try:
-            if not isinstance(item, dict):
-                raise TypeError("a session is not an object")
-            sessions.append(FitSession.model_validate({**item, "raw": item}))
-        except (ValidationError, TypeError):
-            invalid.append(item)
-    return sessions, invalid
+def _session(item: dict[str, Any]) -> FitSession:
+    return FitSession.model_validate({**item, "raw": item})
 
 
 def _deleted_ids(items: Any) -> tuple[str, ...]:

@@ -20,7 +20,6 @@ from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     NotFoundError,
@@ -31,6 +30,7 @@ from syncplane_common.errors import (
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
 from sync_worker.providers._http import bearer, call, retry_after
+from sync_worker.providers._records import parse_each, parse_one
 from sync_worker.providers._strava_model import Activity, iana_timezone, parse_local_datetime
 from sync_worker.providers._strava_usage import (
     StravaUsage,
@@ -176,14 +176,7 @@ class StravaClient:
         body, usage = await self._get("/athlete/activities", token, params, "list")
         if not isinstance(body, list):
             raise RetryableError("strava list answered something other than a JSON array")
-        activities: list[Activity] = []
-        invalid: list[Any] = []
-        for item in body:
-            parsed = _activity_or_none(item)
-            if parsed is not None:
-                activities.append(parsed)
-            else:
-                invalid.append(item)
+        activities, invalid = parse_each(body, Activity.from_raw)
         return Page(page, per_page, tuple(activities), tuple(invalid), usage)
 
     async def pages(
@@ -215,20 +208,5 @@ class StravaClient:
         body, usage = await self._get(f"/activities/{int(activity_id)}", token, {}, "get")
         if not isinstance(body, dict):
             raise RetryableError("strava get answered something other than a JSON object")
-        try:
-            activity = Activity.from_raw(body)
-        except ValidationError as err:
-            raise PermanentError(
-                f"strava activity {activity_id} does not match the wire model",
-                details={"errors": err.errors(include_url=False, include_input=False)},
-            ) from err
+        activity = parse_one(body, Activity.from_raw, f"strava activity {activity_id}")
         return FetchedActivity(activity, usage)
-
-
-def _activity_or_none(item: Any) -> Activity | None:
-    if not isinstance(item, dict):
-        return None
-    try:
-        return Activity.from_raw(item)
-    except ValidationError:
-        return None

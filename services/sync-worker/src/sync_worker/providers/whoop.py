@@ -27,10 +27,10 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal, NoReturn, TypeAlias
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     CursorInvalidError,
@@ -41,7 +41,7 @@ from syncplane_common.errors import (
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
 from sync_worker.providers._http import bearer, call, retry_after
-from sync_worker.providers._records import Cursor, CursorPage
+from sync_worker.providers._records import Cursor, CursorPage, parse_each, parse_one
 from sync_worker.providers._whoop_model import (
     KINDS,
     Cycle,
@@ -229,14 +229,7 @@ class WhoopClient:
         items = body.get("records")
         if not isinstance(items, list):
             raise RetryableError("whoop list answered an object without a records array")
-        records: list[WhoopRecord] = []
-        invalid: list[Any] = []
-        for item in items:
-            parsed = _record_or_none(kind, item)
-            if parsed is None:
-                invalid.append(item)
-            else:
-                records.append(parsed)
+        records, invalid = parse_each(items, partial(parse_record, kind))
         # The last page has no next_token, or (as the live API seems to send) a null one.
         after = body.get("next_token")
         cursor: Cursor | None = None
@@ -332,20 +325,5 @@ class WhoopClient:
             ) from err
 
 
-def _record_or_none(kind: Kind, item: Any) -> WhoopRecord | None:
-    if not isinstance(item, dict):
-        return None
-    try:
-        return parse_record(kind, item)
-    except ValidationError:
-        return None
-
-
 def _record_or_raise(kind: Kind, body: dict[str, Any]) -> WhoopRecord:
-    try:
-        return parse_record(kind, body)
-    except ValidationError as err:
-        raise PermanentError(
-            f"whoop {kind} does not match the wire model",
-            details={"errors": err.errors(include_url=False, include_input=False)},
-        ) from err
+    return parse_one(body, partial(parse_record, kind), f"whoop {kind}")
