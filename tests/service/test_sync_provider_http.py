@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sync_worker.providers._http import Answer, bearer, call, retry_after
+from sync_worker.providers._http import Answer, bearer, call, retry_after, utc_millis
 from syncplane_common.errors import RetryableError
 
 pytestmark = pytest.mark.service
@@ -120,3 +120,11 @@ def test_retry_after_in_any_case_or_absent() -> None:
     assert retry_after({"Retry-After": "3"}, now) == 3.0
     assert retry_after({"retry-after": "Thu, 01 Jan 2026 00:00:30 GMT"}, now) == 30.0
     assert retry_after({"X-RateLimit-Reset": "9"}, now) is None
+
+
+def test_utc_millis_is_rfc3339_in_utc_and_refuses_naive() -> None:
+    berlin = timezone(timedelta(hours=1))
+    at = datetime(2026, 3, 1, 13, 0, 5, 123456, tzinfo=berlin)
+    assert utc_millis(at, "bounds") == "2026-03-01T12:00:05.123Z"
+    with pytest.raises(ValueError, match="bounds must be timezone-aware"):
+        utc_millis(datetime(2026, 3, 1), "bounds")

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from syncplane_common.errors import RetryableError
 from syncplane_common.http import parse_retry_after, raise_for_transport
 
-__all__ = ["Answer", "bearer", "call", "retry_after"]
+__all__ = ["Answer", "bearer", "call", "retry_after", "utc_millis"]
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -91,3 +91,11 @@ def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
     """Seconds a ``Retry-After`` header (of any case) asks to wait; ``None`` without one."""
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     return parse_retry_after(value, now)
+
+
+def utc_millis(value: datetime, what: str) -> str:
+    """An instant as a query parameter: RFC 3339 in UTC with milliseconds and ``Z``, the
+    form WHOOP and Google document. A naive ``value`` has no instant: ValueError."""
+    if value.tzinfo is None:
+        raise ValueError(f"{what} must be timezone-aware")
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

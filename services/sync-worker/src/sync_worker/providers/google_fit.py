@@ -32,7 +32,7 @@ Cursors (the session checkpoint, :attr:`CursorPage.next_cursor`):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,7 +55,7 @@ from sync_worker.providers._google_fit_model import (
     aggregate_request,
     fit_day,
 )
-from sync_worker.providers._http import bearer, call, retry_after
+from sync_worker.providers._http import bearer, call, retry_after, utc_millis
 from sync_worker.providers._records import Cursor, CursorPage, parse_each
 
 __all__ = [
@@ -143,12 +143,6 @@ def zone_of(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
         raise PermanentError(f"{name!r} is not an IANA time zone") from err
-
-
-def _rfc3339(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("session bounds must be timezone-aware")
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class GoogleFitClient:
@@ -274,9 +268,9 @@ class GoogleFitClient:
             raise ValueError("Google ignores pageToken when a time bound is given")
         params: list[tuple[str, str]] = [("activityType", str(t)) for t in activity_types]
         if start is not None:
-            params.append(("startTime", _rfc3339(start)))
+            params.append(("startTime", utc_millis(start, "session bounds")))
         if end is not None:
-            params.append(("endTime", _rfc3339(end)))
+            params.append(("endTime", utc_millis(end, "session bounds")))
         if not bounded:
             # Deletions are only reported in the sync mode, and only when asked for.
             params.append(("includeDeleted", "true"))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Any, Literal, NoReturn, TypeAlias
 
@@ -40,7 +40,7 @@ from syncplane_common.errors import (
 )
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
-from sync_worker.providers._http import bearer, call, retry_after
+from sync_worker.providers._http import bearer, call, retry_after, utc_millis
 from sync_worker.providers._records import Cursor, CursorPage, parse_each, parse_one
 from sync_worker.providers._whoop_model import (
     KINDS,
@@ -136,12 +136,7 @@ def raise_for_answer(
 
 
 def _instant(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("WHOOP bounds must be timezone-aware")
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    return None if value is None else utc_millis(value, "WHOOP bounds")
 
 
 def _cursor_instant(cursor: Cursor, name: str) -> datetime | None:
