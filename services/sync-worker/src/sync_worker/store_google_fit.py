@@ -100,8 +100,7 @@ def _session_row(session: FitSession) -> Row:
 
 async def upsert_days(db: Db, user_id: str, days: Sequence[FitDay], now: datetime) -> Changes[date]:
     """Stores ``days`` for ``user_id``; returns the dates added and the dates changed."""
-    changes = await store_records.upsert(db, DAILY, user_id, [_day_row(d) for d in days], now)
-    return Changes(tuple(changes.added), tuple(changes.updated))
+    return await store_records.upsert(db, DAILY, user_id, [_day_row(d) for d in days], now)
 
 
 async def upsert_sessions(
@@ -109,17 +108,16 @@ async def upsert_sessions(
 ) -> Changes[str]:
     """Stores ``sessions`` for ``user_id``; returns the session ids added and changed."""
     rows = [_session_row(s) for s in sessions]
-    changes = await store_records.upsert(db, SESSIONS, user_id, rows, now)
-    return Changes(tuple(changes.added), tuple(changes.updated))
+    return await store_records.upsert(db, SESSIONS, user_id, rows, now)
 
 
 async def delete_days(db: Db, user_id: str, days: Sequence[date]) -> list[date]:
-    return list(await store_records.delete(db, DAILY, user_id, days))
+    return await store_records.delete(db, DAILY, user_id, days)
 
 
 async def delete_sessions(db: Db, user_id: str, session_ids: Sequence[str]) -> list[str]:
     """Deletes sessions Google reported in ``deletedSession``; returns those we had."""
-    return list(await store_records.delete(db, SESSIONS, user_id, session_ids))
+    return await store_records.delete(db, SESSIONS, user_id, session_ids)
 
 
 async def recent_days(

@@ -108,7 +108,7 @@ def _upsert_sql(table: Table) -> str:
     arrays = ", ".join(f"${i + 2}::{c.pg_type}[]" for i, c in enumerate(columns))
     names = ", ".join(c.name for c in columns)
     typed = ", ".join(c.name for c in table.columns)
-    updates = ",\n            ".join(f"{c.name} = EXCLUDED.{c.name}" for c in (*table.columns,))
+    updates = ",\n            ".join(f"{c.name} = EXCLUDED.{c.name}" for c in table.columns)
     return f"""
         WITH input AS (
             SELECT * FROM unnest({arrays}, ${n + 2}::text[], ${n + 3}::text[])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -234,15 +235,4 @@ async def recent(
     rows = await store_records.recent(
         db, TABLES[kind], user_id, since=since, until=until, limit=limit
     )
-    return [
-        StoredRow(
-            key=str(r.key),
-            at=r.at,
-            columns=r.columns,
-            raw=r.raw,
-            content_hash=r.content_hash,
-            fetched_at=r.fetched_at,
-            updated_at=r.updated_at,
-        )
-        for r in rows
-    ]
+    return [replace(r, key=str(r.key)) for r in rows]

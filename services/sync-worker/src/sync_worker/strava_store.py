@@ -8,7 +8,6 @@ can put a page's rows and its session checkpoint in one transaction.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+# The one hash every provider table compares (re-exported for strava_source).
+from sync_worker.providers._records import content_hash as content_hash
 from sync_worker.providers.strava import Activity
 
 if TYPE_CHECKING:
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
         | PoolConnectionProxy[asyncpg.Record]
         | asyncpg.Connection[asyncpg.Record]
     )
-
-
-def content_hash(raw: dict[str, Any]) -> str:
-    """Of the provider's payload only: enrichment is ours and never makes a row "changed"."""
-    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +43,7 @@ class StoredActivity:
 
     @property
     def hash(self) -> str:
+        # Of the provider's payload only: enrichment is ours and never makes a row "changed".
         return content_hash(self.activity.raw)
 
 

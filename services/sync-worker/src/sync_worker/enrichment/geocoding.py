@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 from syncplane_common.clock import Clock
 from syncplane_common.errors import PermanentError, RetryableError, SyncplaneError
-from syncplane_common.http import raise_for_transport
 
 from sync_worker.enrichment.breaker import CircuitBreaker
 from sync_worker.enrichment.cache import Cache
+from sync_worker.providers._http import call as http_call
 
 log = logging.getLogger(__name__)
 
@@ -144,17 +144,11 @@ class GeocodingClient:
             "zoom": "10",  # city level: nothing finer is stored
             "addressdetails": "1",
         }
-        try:
-            async with self._session.get(
-                self._url, params=params, headers=self._headers
-            ) as response:
-                text = await response.text()
-                if response.status != 200:
-                    raise classify(response.status, text)
-                try:
-                    body: Any = await response.json(content_type=None)
-                except ValueError as err:
-                    raise PermanentError("nominatim answered something not JSON") from err
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        return parse_place(body)
+        answer = await http_call(
+            self._session, "GET", self._url, headers=self._headers, params=params
+        )
+        if answer.status != 200:
+            raise classify(answer.status, answer.text)
+        if answer.decode_error is not None:
+            raise PermanentError("nominatim answered something not JSON") from answer.decode_error
+        return parse_place(answer.body)

@@ -18,10 +18,10 @@ from typing import Any
 import aiohttp
 from syncplane_common.clock import Clock
 from syncplane_common.errors import PermanentError, RetryableError, SyncplaneError
-from syncplane_common.http import raise_for_transport
 
 from sync_worker.enrichment.breaker import CircuitBreaker
 from sync_worker.enrichment.cache import Cache
+from sync_worker.providers._http import call as http_call
 
 log = logging.getLogger(__name__)
 
@@ -231,17 +231,12 @@ class WeatherClient:
             "timezone": "GMT",
             "timeformat": "unixtime",
         }
-        try:
-            async with self._session.get(self._url, params=params) as response:
-                try:
-                    body: Any = await response.json(content_type=None)
-                except ValueError:
-                    body = None
-                if response.status != 200:
-                    raise classify(response.status, body, self._clock.now())
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        # Several locations come back as an array, one as a bare object (§8.3).
+        answer = await http_call(self._session, "GET", self._url, params=params)
+        if answer.status != 200:
+            raise classify(answer.status, answer.body, self._clock.now())
+        # Several locations come back as an array, one as a bare object (§8.3); a body
+        # that is not JSON is neither.
+        body = answer.body
         bodies = body if isinstance(body, list) else [body]
         if len(bodies) != len(call.locations) or not all(
             isinstance(b, dict) and isinstance(b.get("hourly"), dict) for b in bodies

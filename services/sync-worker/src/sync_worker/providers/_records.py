@@ -1,5 +1,6 @@
-"""What the cursor-paginated provider clients (WHOOP, Google Fit) share: the page they
-yield to the sync engine, and the content hash that decides whether a stored row changes.
+"""What the provider clients share: reading records into wire models, the content hash
+that decides whether a stored row changes, and the page the cursor-paginated clients
+(WHOOP, Google Fit) yield to the sync engine.
 
 A page is ``(items, next_cursor)`` plus a little more. ``next_cursor`` is the session
 checkpoint to store *in the same transaction as this page's rows*: a small JSON-able dict
@@ -12,11 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeAlias, TypeVar
 
-__all__ = ["Cursor", "CursorPage", "content_hash"]
+from pydantic import ValidationError
+from syncplane_common.errors import PermanentError
+
+__all__ = ["Cursor", "CursorPage", "content_hash", "parse_each", "parse_one"]
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -50,3 +54,34 @@ def content_hash(value: Mapping[str, Any] | list[Any]) -> str:
     """
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_each(
+    items: Iterable[Any], parse: Callable[[dict[str, Any]], T]
+) -> tuple[list[T], list[Any]]:
+    """The items of a page that parse, and the raw ones that do not (not an object, or
+    not the wire model), so one odd record is counted as failed instead of costing the
+    rest of its page."""
+    parsed: list[T] = []
+    invalid: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict):
+            invalid.append(item)
+            continue
+        try:
+            parsed.append(parse(item))
+        except ValidationError:
+            invalid.append(item)
+    return parsed, invalid
+
+
+def parse_one(item: dict[str, Any], parse: Callable[[dict[str, Any]], T], what: str) -> T:
+    """The one record a get asked for; one that does not match the wire model will not
+    match on a retry either, so it is a :class:`PermanentError` naming ``what``."""
+    try:
+        return parse(item)
+    except ValidationError as err:
+        raise PermanentError(
+            f"{what} does not match the wire model",
+            details={"errors": err.errors(include_url=False, include_input=False)},
+        ) from err

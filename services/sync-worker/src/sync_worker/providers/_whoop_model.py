@@ -132,14 +132,14 @@ class _Record(_Wire):
         return content_hash(self.raw)
 
 
-class Cycle(_Record):
-    kind: Literal["cycle"] = "cycle"
-    id: StrictInt
+class _Span(_Record):
+    """A record over a stretch of time (cycle, sleep, workout): keyed by its own id
+    (narrowed by each kind), ordered by its start."""
+
+    id: StrictInt | uuid.UUID
     start: AwareDatetime
-    # Missing while the cycle is still in progress.
     end: AwareDatetime | None = None
     timezone_offset: str | None = None
-    score: CycleScore | None = None
 
     @property
     def key(self) -> str:
@@ -148,6 +148,14 @@ class Cycle(_Record):
     @property
     def at(self) -> datetime:
         return self.start
+
+
+class Cycle(_Span):
+    """``end`` is missing while the cycle is still in progress."""
+
+    kind: Literal["cycle"] = "cycle"
+    id: StrictInt
+    score: CycleScore | None = None
 
 
 class Recovery(_Record):
@@ -167,44 +175,27 @@ class Recovery(_Record):
         return self.created_at
 
 
-class Sleep(_Record):
-    kind: Literal["sleep"] = "sleep"
+class _Activity(_Span):
+    """A sleep or a workout (WHOOP's "activities"): a v2 UUID, the old integer id beside
+    it, and always an end."""
+
     id: uuid.UUID
-    cycle_id: StrictInt | None = None
     v1_id: StrictInt | None = None
-    start: AwareDatetime
     end: AwareDatetime
-    timezone_offset: str | None = None
+
+
+class Sleep(_Activity):
+    kind: Literal["sleep"] = "sleep"
+    cycle_id: StrictInt | None = None
     nap: bool = False
     score: SleepScore | None = None
 
-    @property
-    def key(self) -> str:
-        return str(self.id)
 
-    @property
-    def at(self) -> datetime:
-        return self.start
-
-
-class Workout(_Record):
+class Workout(_Activity):
     kind: Literal["workout"] = "workout"
-    id: uuid.UUID
-    v1_id: StrictInt | None = None
     sport_name: str | None = None
     sport_id: StrictInt | None = None
-    start: AwareDatetime
-    end: AwareDatetime
-    timezone_offset: str | None = None
     score: WorkoutScore | None = None
-
-    @property
-    def key(self) -> str:
-        return str(self.id)
-
-    @property
-    def at(self) -> datetime:
-        return self.start
 
 
 WhoopRecord: TypeAlias = Cycle | Recovery | Sleep | Workout

@@ -31,14 +31,12 @@ Cursors (the session checkpoint, :attr:`CursorPage.next_cursor`):
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Mapping
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, NoReturn, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     CursorInvalidError,
@@ -47,7 +45,6 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
 from sync_worker.providers._google_fit_model import (
@@ -58,7 +55,8 @@ from sync_worker.providers._google_fit_model import (
     aggregate_request,
     fit_day,
 )
-from sync_worker.providers._records import Cursor, CursorPage
+from sync_worker.providers._http import bearer, call, retry_after, utc_millis
+from sync_worker.providers._records import Cursor, CursorPage, parse_each
 
 __all__ = [
     "AGGREGATE_BY",
@@ -121,20 +119,17 @@ def raise_for_answer(
     domains = {e["domain"] for e in errors}
     details: dict[str, object] = {"status": status, "errors": errors, "operation": operation}
     what = f"google fit {operation} answered {status} ({message or 'no details'})"
-    lowered = {k.lower(): v for k, v in headers.items()}
-    retry_after = parse_retry_after(lowered.get("retry-after"), now)
+    wait = retry_after(headers, now)
     if status == 401:
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status in (404, 410) or (status == 403 and "accessNotConfigured" in reasons):
         raise ProviderDiscontinuedError(what, details=details)
     if status == 429 or (status == 403 and (reasons & _RATE_REASONS or "usageLimits" in domains)):
         raise RetryableError(
-            what,
-            retry_after=DEFAULT_RATE_WAIT if retry_after is None else retry_after,
-            details=details,
+            what, retry_after=DEFAULT_RATE_WAIT if wait is None else wait, details=details
         )
     if status >= 500 or status == 408:
-        raise RetryableError(what, retry_after=retry_after, details=details)
+        raise RetryableError(what, retry_after=wait, details=details)
     if status == 403 and "insufficientPermissions" in reasons:
         # A refresh keeps the granted scopes: only the user consenting again adds one.
         raise ReauthRequiredError(what, details=details)
@@ -148,12 +143,6 @@ def zone_of(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as err:
         raise PermanentError(f"{name!r} is not an IANA time zone") from err
-
-
-def _rfc3339(value: datetime) -> str:
-    if value.tzinfo is None:
-        raise ValueError("session bounds must be timezone-aware")
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class GoogleFitClient:
@@ -174,43 +163,24 @@ class GoogleFitClient:
         token: str,
         operation: Operation,
         *,
-        params: Mapping[str, str] | list[tuple[str, str]] | None = None,
+        params: Sequence[tuple[str, str]] = (),
         body: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        try:
-            async with self.session.request(
-                method,
-                f"{self.api_base}{path}",
-                params=params,
-                json=body,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        decoded: Any = None
-        decode_error: ValueError | None = None
-        try:
-            decoded = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
-            sent_token = any(k == "pageToken" for k, _ in _pairs(params))
+        url = f"{self.api_base}{path}"
+        answer = await call(
+            self.session, method, url, headers=bearer(token), params=params, json_body=body
+        )
+        if answer.status >= 400:
             raise_for_answer(
-                status,
-                decoded,
-                headers,
+                answer.status,
+                answer.body,
+                answer.headers,
                 operation=operation,
                 token=token,
                 now=self.clock.now(),
-                sent_page_token=sent_token,
+                sent_page_token=any(k == "pageToken" for k, _ in params),
             )
-        if decode_error is not None or not isinstance(decoded, dict):
-            raise RetryableError(
-                f"google fit {operation} answered {status} with a body that is not a JSON object"
-            ) from decode_error
-        return decoded
+        return answer.json_object(f"google fit {operation}")
 
     # -- daily aggregates ------------------------------------------------------------------
 
@@ -234,16 +204,7 @@ class GoogleFitClient:
         buckets = answer.get("bucket", [])
         if not isinstance(buckets, list):
             raise RetryableError("google fit aggregate answered a bucket that is not an array")
-        days: list[FitDay] = []
-        invalid: list[Any] = []
-        for item in buckets:
-            try:
-                if not isinstance(item, dict):
-                    raise TypeError("a bucket is not an object")
-                days.append(fit_day(Bucket.model_validate(item), item, zone))
-            except (ValidationError, TypeError):
-                invalid.append(item)
-        return days, invalid
+        return parse_each(buckets, lambda item: fit_day(Bucket.model_validate(item), item, zone))
 
     async def daily_pages(
         self,
@@ -307,16 +268,18 @@ class GoogleFitClient:
             raise ValueError("Google ignores pageToken when a time bound is given")
         params: list[tuple[str, str]] = [("activityType", str(t)) for t in activity_types]
         if start is not None:
-            params.append(("startTime", _rfc3339(start)))
+            params.append(("startTime", utc_millis(start, "session bounds")))
         if end is not None:
-            params.append(("endTime", _rfc3339(end)))
+            params.append(("endTime", utc_millis(end, "session bounds")))
         if not bounded:
             # Deletions are only reported in the sync mode, and only when asked for.
             params.append(("includeDeleted", "true"))
             if page_token:
                 params.append(("pageToken", page_token))
         answer = await self._call("GET", "/users/me/sessions", token, "sessions", params=params)
-        sessions, invalid = _sessions(answer.get("session"))
+        # Google leaves the array out when there are no sessions.
+        items = answer.get("session")
+        sessions, invalid = parse_each(items if isinstance(items, list) else [], _session)
         deleted = _deleted_ids(answer.get("deletedSession"))
         next_token = answer.get("nextPageToken")
         cursor: Cursor | None = None
@@ -352,23 +315,8 @@ class GoogleFitClient:
         return self.session_pages(token, page_token)
 
 
-def _pairs(params: Mapping[str, str] | list[tuple[str, str]] | None) -> list[tuple[str, str]]:
-    if params is None:
-        return []
-    return list(params.items()) if isinstance(params, Mapping) else params
-
-
-def _sessions(items: Any) -> tuple[list[FitSession], list[Any]]:
-    sessions: list[FitSession] = []
-    invalid: list[Any] = []
-    for item in items if isinstance(items, list) else []:
-        try:
-            if not isinstance(item, dict):
-                raise TypeError("a session is not an object")
-            sessions.append(FitSession.model_validate({**item, "raw": item}))
-        except (ValidationError, TypeError):
-            invalid.append(item)
-    return sessions, invalid
+def _session(item: dict[str, Any]) -> FitSession:
+    return FitSession.model_validate({**item, "raw": item})
 
 
 def _deleted_ids(items: Any) -> tuple[str, ...]:

@@ -14,14 +14,12 @@ be corrected from what Strava counted. HTTP failures become the error tree in
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NoReturn
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     NotFoundError,
@@ -29,9 +27,10 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
+from sync_worker.providers._http import bearer, call, retry_after
+from sync_worker.providers._records import parse_each, parse_one
 from sync_worker.providers._strava_model import Activity, iana_timezone, parse_local_datetime
 from sync_worker.providers._strava_usage import (
     StravaUsage,
@@ -116,17 +115,13 @@ def raise_for_answer(
             raise ReauthRequiredError(what, details=details)
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status == 429:
-        usage = parse_usage(headers)
-        lowered = {k.lower(): v for k, v in headers.items()}
         # No Retry-After is documented (§3.2); the windows are fixed, so compute the wait.
-        wait = parse_retry_after(lowered.get("retry-after"), now)
+        wait = retry_after(headers, now)
         if wait is None:
-            wait = retry_after_seconds(usage, now)
+            wait = retry_after_seconds(parse_usage(headers), now)
         raise RetryableError(what, retry_after=wait, details=details)
     if status >= 500 or status == 408:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        retry_after = parse_retry_after(lowered.get("retry-after"), now)
-        raise RetryableError(what, retry_after=retry_after, details=details)
+        raise RetryableError(what, retry_after=retry_after(headers, now), details=details)
     if status == 404 and operation == "get":
         raise NotFoundError(what, details=details)
     raise PermanentError(what, details=details)
@@ -146,33 +141,18 @@ class StravaClient:
     async def _get(
         self, path: str, token: str, params: Mapping[str, str], operation: Operation
     ) -> tuple[Any, StravaUsage | None]:
-        try:
-            async with self.session.get(
-                f"{self.api_base}{path}",
-                params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        body: Any = None
-        decode_error: ValueError | None = None
-        try:
-            # json.loads, not a float-happy decoder: ids stay exact Python ints.
-            body = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
+        url = f"{self.api_base}{path}"
+        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        if answer.status >= 400:
             raise_for_answer(
-                status, body, headers, operation=operation, token=token, now=self.clock.now()
+                answer.status,
+                answer.body,
+                answer.headers,
+                operation=operation,
+                token=token,
+                now=self.clock.now(),
             )
-        if decode_error is not None:
-            # A 2xx with a broken body is a truncated or proxied answer: try again later.
-            raise RetryableError(
-                f"strava {operation} answered {status} with a body that is not JSON"
-            ) from decode_error
-        return body, parse_usage(headers)
+        return answer.json(f"strava {operation}"), parse_usage(answer.headers)
 
     async def list_activities(
         self,
@@ -196,14 +176,7 @@ class StravaClient:
         body, usage = await self._get("/athlete/activities", token, params, "list")
         if not isinstance(body, list):
             raise RetryableError("strava list answered something other than a JSON array")
-        activities: list[Activity] = []
-        invalid: list[Any] = []
-        for item in body:
-            parsed = _activity_or_none(item)
-            if parsed is not None:
-                activities.append(parsed)
-            else:
-                invalid.append(item)
+        activities, invalid = parse_each(body, Activity.from_raw)
         return Page(page, per_page, tuple(activities), tuple(invalid), usage)
 
     async def pages(
@@ -235,20 +208,5 @@ class StravaClient:
         body, usage = await self._get(f"/activities/{int(activity_id)}", token, {}, "get")
         if not isinstance(body, dict):
             raise RetryableError("strava get answered something other than a JSON object")
-        try:
-            activity = Activity.from_raw(body)
-        except ValidationError as err:
-            raise PermanentError(
-                f"strava activity {activity_id} does not match the wire model",
-                details={"errors": err.errors(include_url=False, include_input=False)},
-            ) from err
+        activity = parse_one(body, Activity.from_raw, f"strava activity {activity_id}")
         return FetchedActivity(activity, usage)
-
-
-def _activity_or_none(item: Any) -> Activity | None:
-    if not isinstance(item, dict):
-        return None
-    try:
-        return Activity.from_raw(item)
-    except ValidationError:
-        return None

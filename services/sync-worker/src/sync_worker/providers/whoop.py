@@ -23,15 +23,14 @@ from a ``start`` the engine picks (its newest stored record minus an overlap).
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any, Literal, NoReturn, TypeAlias
 
 import aiohttp
-from pydantic import ValidationError
 from syncplane_common.clock import Clock
 from syncplane_common.errors import (
     CursorInvalidError,
@@ -39,10 +38,10 @@ from syncplane_common.errors import (
     PermanentError,
     RetryableError,
 )
-from syncplane_common.http import parse_retry_after, raise_for_transport
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
-from sync_worker.providers._records import Cursor, CursorPage
+from sync_worker.providers._http import bearer, call, retry_after, utc_millis
+from sync_worker.providers._records import Cursor, CursorPage, parse_each, parse_one
 from sync_worker.providers._whoop_model import (
     KINDS,
     Cycle,
@@ -117,19 +116,16 @@ def raise_for_answer(
     message = _whoop_message(body)
     details: dict[str, object] = {"status": status, "operation": operation, "message": message}
     what = f"whoop {operation} answered {status} ({message or 'no details'})"
-    lowered = {k.lower(): v for k, v in headers.items()}
     if status == 401:
         raise TokenRejectedError(what, fingerprint=token_fingerprint(token), details=details)
     if status == 429:
-        wait = parse_retry_after(lowered.get("retry-after"), now)
+        wait = retry_after(headers, now)
         if wait is None:
             usage = parse_usage(headers)
             wait = usage.reset_seconds if usage is not None else DEFAULT_RATE_WAIT
         raise RetryableError(what, retry_after=wait, details=details)
     if status >= 500 or status == 408:
-        raise RetryableError(
-            what, retry_after=parse_retry_after(lowered.get("retry-after"), now), details=details
-        )
+        raise RetryableError(what, retry_after=retry_after(headers, now), details=details)
     if status == 404:
         raise NotFoundError(what, details=details)
     if status == 400 and sent_next_token:
@@ -140,12 +136,7 @@ def raise_for_answer(
 
 
 def _instant(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("WHOOP bounds must be timezone-aware")
-    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
-    return text.replace("+00:00", "Z")
+    return None if value is None else utc_millis(value, "WHOOP bounds")
 
 
 def _cursor_instant(cursor: Cursor, name: str) -> datetime | None:
@@ -193,40 +184,20 @@ class WhoopClient:
         token: str,
         params: Mapping[str, str],
         operation: Operation,
-    ) -> tuple[Any, WhoopUsage | None]:
-        try:
-            async with self.session.get(
-                f"{self.api_base}{path}",
-                params=params,
-                headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            ) as response:
-                raw = await response.read()
-                status, headers = response.status, dict(response.headers)
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        body: Any = None
-        decode_error: ValueError | None = None
-        try:
-            # json.loads: cycle ids and user ids are int64 and must stay exact.
-            body = json.loads(raw) if raw else None
-        except ValueError as err:
-            decode_error = err
-        if status >= 400:
+    ) -> tuple[dict[str, Any], WhoopUsage | None]:
+        url = f"{self.api_base}{path}"
+        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        if answer.status >= 400:
             raise_for_answer(
-                status,
-                body,
-                headers,
+                answer.status,
+                answer.body,
+                answer.headers,
                 operation=operation,
                 token=token,
                 now=self.clock.now(),
                 sent_next_token="nextToken" in params,
             )
-        if decode_error is not None or not isinstance(body, dict):
-            # A 2xx without a JSON object is a truncated or proxied answer: try again later.
-            raise RetryableError(
-                f"whoop {operation} answered {status} with a body that is not a JSON object"
-            ) from decode_error
-        return body, parse_usage(headers)
+        return answer.json_object(f"whoop {operation}"), parse_usage(answer.headers)
 
     async def list_page(
         self,
@@ -253,14 +224,7 @@ class WhoopClient:
         items = body.get("records")
         if not isinstance(items, list):
             raise RetryableError("whoop list answered an object without a records array")
-        records: list[WhoopRecord] = []
-        invalid: list[Any] = []
-        for item in items:
-            parsed = _record_or_none(kind, item)
-            if parsed is None:
-                invalid.append(item)
-            else:
-                records.append(parsed)
+        records, invalid = parse_each(items, partial(parse_record, kind))
         # The last page has no next_token, or (as the live API seems to send) a null one.
         after = body.get("next_token")
         cursor: Cursor | None = None
@@ -356,20 +320,5 @@ class WhoopClient:
             ) from err
 
 
-def _record_or_none(kind: Kind, item: Any) -> WhoopRecord | None:
-    if not isinstance(item, dict):
-        return None
-    try:
-        return parse_record(kind, item)
-    except ValidationError:
-        return None
-
-
 def _record_or_raise(kind: Kind, body: dict[str, Any]) -> WhoopRecord:
-    try:
-        return parse_record(kind, body)
-    except ValidationError as err:
-        raise PermanentError(
-            f"whoop {kind} does not match the wire model",
-            details={"errors": err.errors(include_url=False, include_input=False)},
-        ) from err
+    return parse_one(body, partial(parse_record, kind), f"whoop {kind}")
