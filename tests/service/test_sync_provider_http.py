@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from sync_worker.providers._http import Answer, bearer, call, retry_after, utc_millis
+from sync_worker.providers._http import utc_millis
 from syncplane_common.errors import RetryableError
+from syncplane_common.http import Answer, bearer, call, retry_after
 
 pytestmark = pytest.mark.service
 
@@ -101,7 +102,7 @@ async def test_a_2xx_that_is_not_a_json_object_is_retryable(
 
 async def test_an_empty_2xx_decodes_to_none(base: str, session: aiohttp.ClientSession) -> None:
     answer = await call(session, "GET", f"{base}/text")
-    assert answer == Answer(200, answer.headers, b"", None, None)
+    assert answer == Answer(200, answer.headers, None, b"", None)
     assert answer.json("strava get") is None
 
 

@@ -14,8 +14,9 @@ from syncplane_common.errors import (
     RetryableError,
     SyncplaneError,
 )
+from syncplane_common.http import Answer
 from token_service.providers import google, strava, whoop
-from token_service.providers.base import Answer, During
+from token_service.providers.base import During
 
 pytestmark = pytest.mark.unit
 

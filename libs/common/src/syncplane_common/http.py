@@ -1,19 +1,23 @@
-"""Outbound HTTP helpers: the shared client session, Retry-After, backoff and bounded retries.
+"""Outbound HTTP helpers: the shared client session, the one way to call a JSON API
+(:func:`call` → :class:`Answer`), Retry-After, backoff and bounded retries.
 
 Transport failures become :class:`~syncplane_common.errors.RetryableError` here, once;
-Retry-After follows RFC 9110 §10.2.3 (delay-seconds or HTTP-date).
+Retry-After follows RFC 9110 §10.2.3 (delay-seconds or HTTP-date). What a status means is
+never decided here: each provider module keeps its own mapping to the error tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import random
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from opentelemetry.instrumentation.aiohttp_client import (
@@ -25,10 +29,14 @@ from syncplane_common.clock import Clock
 from syncplane_common.errors import CursorInvalidError, RetryableError
 
 __all__ = [
+    "Answer",
     "backoff_delay",
+    "bearer",
+    "call",
     "create_client_session",
     "parse_retry_after",
     "raise_for_transport",
+    "retry_after",
     "with_retries",
 ]
 
@@ -164,3 +172,93 @@ def raise_for_transport(err: Exception) -> NoReturn:
             details={"cause": type(err).__name__},
         ) from err
     raise err
+
+
+# -- calling a JSON API --------------------------------------------------------------------
+
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One HTTP answer, read to the end. ``body`` is the decoded JSON, ``None`` when the
+    body was empty or not JSON (``decode_error`` then says why)."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    raw: bytes = b""
+    decode_error: ValueError | None = None
+
+    def header(self, name: str) -> str | None:
+        """A header by name, of any case (providers send both)."""
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+    @property
+    def text(self) -> str:
+        """The body as text, for an error message (an HTML error page is not JSON)."""
+        return self.raw.decode("utf-8", errors="replace")
+
+    def json(self, what: str) -> Any:
+        """The decoded body of a successful answer. A 2xx whose body does not decode is a
+        truncated or proxied answer: try again later."""
+        if self.decode_error is not None:
+            raise RetryableError(
+                f"{what} answered {self.status} with a body that is not JSON"
+            ) from self.decode_error
+        return self.body
+
+    def json_object(self, what: str) -> dict[str, Any]:
+        """:meth:`json`, for APIs that always answer an object."""
+        if self.decode_error is not None or not isinstance(self.body, dict):
+            raise RetryableError(
+                f"{what} answered {self.status} with a body that is not a JSON object"
+            ) from self.decode_error
+        return self.body
+
+
+def bearer(token: str) -> dict[str, str]:
+    """Headers of a call with an access token; the token is never logged or kept."""
+    return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    params: Params | None = None,
+    json_body: Any = None,
+    form: Mapping[str, str] | None = None,
+    allow_redirects: bool = True,
+) -> Answer:
+    """One request and its whole answer; only a transport failure raises
+    (:class:`RetryableError`), every status comes back for the caller to map."""
+    try:
+        async with session.request(
+            method,
+            url,
+            params=params,
+            json=json_body,
+            data=form,
+            headers=headers,
+            allow_redirects=allow_redirects,
+        ) as response:
+            raw = await response.read()
+            status, received = response.status, dict(response.headers)
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise_for_transport(err)
+    try:
+        # json.loads, not a float-happy decoder: ids stay exact Python ints.
+        body = json.loads(raw) if raw else None
+    except ValueError as err:  # UnicodeDecodeError is a ValueError too
+        return Answer(status, received, None, raw, err)
+    return Answer(status, received, body, raw)
+
+
+def retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds a ``Retry-After`` header (of any case) asks to wait; ``None`` without one."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    return parse_retry_after(value, now)

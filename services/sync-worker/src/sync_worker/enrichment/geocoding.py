@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 from syncplane_common.clock import Clock
 from syncplane_common.errors import PermanentError, RetryableError, SyncplaneError
+from syncplane_common.http import call as http_call
 
 from sync_worker.enrichment.breaker import CircuitBreaker
 from sync_worker.enrichment.cache import Cache
-from sync_worker.providers._http import call as http_call
 
 log = logging.getLogger(__name__)
 

@@ -45,6 +45,7 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
+from syncplane_common.http import bearer, call, retry_after
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
 from sync_worker.providers._google_fit_model import (
@@ -55,7 +56,7 @@ from sync_worker.providers._google_fit_model import (
     aggregate_request,
     fit_day,
 )
-from sync_worker.providers._http import bearer, call, retry_after, utc_millis
+from sync_worker.providers._http import utc_millis
 from sync_worker.providers._records import Cursor, CursorPage, parse_each
 
 __all__ = [

@@ -27,9 +27,9 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
+from syncplane_common.http import bearer, call, retry_after
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
-from sync_worker.providers._http import bearer, call, retry_after
 from sync_worker.providers._records import parse_each, parse_one
 from sync_worker.providers._strava_model import Activity, iana_timezone, parse_local_datetime
 from sync_worker.providers._strava_usage import (

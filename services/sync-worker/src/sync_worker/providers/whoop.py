@@ -38,9 +38,10 @@ from syncplane_common.errors import (
     PermanentError,
     RetryableError,
 )
+from syncplane_common.http import bearer, call, retry_after
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
-from sync_worker.providers._http import bearer, call, retry_after, utc_millis
+from sync_worker.providers._http import utc_millis
 from sync_worker.providers._records import Cursor, CursorPage, parse_each, parse_one
 from sync_worker.providers._whoop_model import (
     KINDS,

@@ -11,37 +11,20 @@ trace spans, bodies do not.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NoReturn, Protocol
 
 import aiohttp
+from syncplane_common import http
 from syncplane_common.clock import Clock
 from syncplane_common.errors import PermanentError, RetryableError
-from syncplane_common.http import parse_retry_after, raise_for_transport
+from syncplane_common.http import Answer, parse_retry_after
 
 from token_service.domain import TokenGrant
 
 During = Literal["exchange", "refresh", "revoke", "identify", "subscription"]
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A provider's HTTP answer: status, headers, and the JSON body when there is one."""
-
-    status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: Any = None
-
-    def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lowered:
-                return value
-        return None
 
 
 ErrorMapper = Callable[[Answer, During, datetime], NoReturn]
@@ -113,29 +96,19 @@ class Http:
         bearer: str | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> Answer:
-        headers = {"Accept": "application/json"}
-        if bearer is not None:
-            headers["Authorization"] = f"Bearer {bearer}"
-        try:
-            async with (session or self.session).request(
-                method, url, data=form, params=params, headers=headers, allow_redirects=False
-            ) as response:
-                raw = await response.read()
-                answer = Answer(response.status, dict(response.headers), _json(raw))
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
+        headers = {"Accept": "application/json"} if bearer is None else http.bearer(bearer)
+        answer = await http.call(
+            session or self.session,
+            method,
+            url,
+            headers=headers,
+            params=params,
+            form=form,
+            allow_redirects=False,
+        )
         if answer.status >= 300:
             self.raise_for(answer, during, self.clock.now())
         return answer
-
-
-def _json(raw: bytes) -> Any:
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
 
 
 def require_access_token(body: Any, what: str) -> str:

@@ -16,10 +16,10 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
+from syncplane_common.http import Answer
 
 from token_service.domain import TokenGrant, parse_scopes
 from token_service.providers.base import (
-    Answer,
     During,
     Http,
     number_field,

@@ -13,10 +13,10 @@ from typing import NoReturn
 import aiohttp
 from syncplane_common.clock import Clock
 from syncplane_common.errors import PermanentError, ReauthRequiredError, RetryableError
+from syncplane_common.http import Answer
 
 from token_service.domain import TokenGrant, parse_scopes
 from token_service.providers.base import (
-    Answer,
     During,
     Http,
     number_field,
