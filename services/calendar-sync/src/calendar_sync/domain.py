@@ -372,8 +372,3 @@ class Pacer:
 def needs_renewal(expires_at: datetime | None, now: datetime, margin_seconds: float) -> bool:
     """A channel is renewed once it expires within the margin (24 h by default)."""
     return expires_at is None or (expires_at - now).total_seconds() <= margin_seconds
-
-
-def retry_delay(attempt: int, base: float, maximum: float) -> float:
-    """Exponential backoff for the outbox: base, 2·base, 4·base … ≤ maximum."""
-    return float(min(maximum, base * 2 ** max(attempt - 1, 0)))

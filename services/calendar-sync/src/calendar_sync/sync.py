@@ -37,6 +37,7 @@ from syncplane_common.errors import (
     RevokedError,
     TokenRejectedError,
 )
+from syncplane_common.http import backoff_delay
 
 from calendar_sync import store
 from calendar_sync.domain import (
@@ -52,7 +53,6 @@ from calendar_sync.domain import (
     decide_outbound,
     from_google,
     resolve,
-    retry_delay,
     to_google,
 )
 from calendar_sync.ports import Ids, TokenSource
@@ -153,22 +153,16 @@ class Engine:
 
     async def write_local(
         self,
+        conn: store.Conn,
         user_id: str,
         event_id: str,
         calendar_id: str,
         fields: Fields,
         *,
         deleted: bool = False,
-        conn: store.Conn | None = None,
     ) -> store.EventRow:
-        """Store a local change and its outbox row in one transaction."""
-        if conn is None:
-            async with self.pool.acquire() as own, own.transaction():
-                row = await self.write_local(
-                    user_id, event_id, calendar_id, fields, deleted=deleted, conn=own
-                )
-            self.wake_sender()
-            return row
+        """Store a local change and its outbox row in the caller's transaction; the
+        caller wakes the sender once it has committed."""
         now = self.clock.now()
         await store.ensure_calendar(conn, user_id, calendar_id)
         await store.save_event(
@@ -190,9 +184,7 @@ class Engine:
         async with self.pool.acquire() as conn, conn.transaction():
             if await store.get_event(conn, user_id, event_id, lock=True) is not None:
                 raise PermanentError(f"event {event_id} exists already")
-            row = await self.write_local(
-                user_id, event_id, body.calendar_id, fields_of(body), conn=conn
-            )
+            row = await self.write_local(conn, user_id, event_id, body.calendar_id, fields_of(body))
         self.wake_sender()
         return body_of(row)
 
@@ -206,7 +198,7 @@ class Engine:
             merged = {**body_of(current).model_dump(mode="json"), **changes}
             body = CalendarEventBody.model_validate(merged)
             row = await self.write_local(
-                user_id, event_id, current.calendar_id, fields_of(body), conn=conn
+                conn, user_id, event_id, current.calendar_id, fields_of(body)
             )
         self.wake_sender()
         return body_of(row)
@@ -217,12 +209,7 @@ class Engine:
             if current is None or current.local.deleted:
                 raise NotFoundError(f"no event {event_id}")
             row = await self.write_local(
-                user_id,
-                event_id,
-                current.calendar_id,
-                current.local.fields,
-                deleted=True,
-                conn=conn,
+                conn, user_id, event_id, current.calendar_id, current.local.fields, deleted=True
             )
         self.wake_sender()
         return body_of(row)
@@ -273,12 +260,12 @@ class Engine:
             ):
                 return
             await self.write_local(
+                conn,
                 message.user_id,
                 event_id,
                 body.calendar_id,
                 fields_of(body),
                 deleted=body.deleted,
-                conn=conn,
             )
         self.wake_sender()
 
@@ -315,7 +302,7 @@ class Engine:
         message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
         retryable = not isinstance(err, PermanentError)
         if retryable and attempts <= self.config.max_retries:
-            delay = retry_delay(
+            delay = backoff_delay(
                 attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
             )
             if isinstance(err, RetryableError) and err.retry_after:
@@ -507,13 +494,10 @@ class Engine:
             self._again.add(key)
             await asyncio.shield(running)
             return
+        # The task removes itself from _syncing when it ends (see _sync_until_quiet).
         task = asyncio.ensure_future(self._sync_until_quiet(user_id, calendar_id))
         self._syncing[key] = task
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._syncing.pop(key, None)
+        await asyncio.shield(task)
 
     async def _sync_until_quiet(self, user_id: str, calendar_id: str) -> None:
         key = (user_id, calendar_id)
