@@ -204,14 +204,13 @@ async def save_mapping(
 
 
 async def unconfirmed(conn: Conn, user_id: str, calendar_id: str) -> list[str]:
-    """Events with a local version Google has not acknowledged and no push waiting."""
+    """Events with a local version Google has not acknowledged, push waiting or not: the
+    caller confirms those whose content Google holds already."""
     rows = await conn.fetch(
         """
         SELECT m.event_id FROM calendar.mappings m
         JOIN calendar.events e ON e.id = m.event_id
         WHERE m.user_id = $1 AND m.calendar_id = $2 AND m.version < e.version
-          AND NOT EXISTS (SELECT 1 FROM calendar.outbox o
-                          WHERE o.event_id = m.event_id AND o.status = 'pending')
         """,
         user_id,
         calendar_id,

@@ -570,8 +570,9 @@ class Engine:
             page_token = page.next_page_token
 
     async def _confirm_skipped(self, conn: store.Conn, user_id: str, calendar_id: str) -> None:
-        """Local changes whose push was skipped (Google held that content) and that the
-        listing just completed did not contradict: Google still holds them, in sync."""
+        """Local changes whose content Google holds (their push skipped, or not tried yet)
+        and that the listing just completed did not contradict: in sync. Left pending, a
+        later Google edit would look like a conflict with a change that changed nothing."""
         for event_id in await store.unconfirmed(conn, user_id, calendar_id):
             event = await store.get_event(conn, user_id, event_id, lock=True)
             mapping = await store.get_mapping(conn, event_id)
