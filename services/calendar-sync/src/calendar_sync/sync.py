@@ -165,7 +165,7 @@ class Engine:
         caller wakes the sender once it has committed."""
         now = self.clock.now()
         await store.ensure_calendar(conn, user_id, calendar_id)
-        await store.save_event(
+        stored = await store.save_event(
             conn,
             event_id=event_id,
             user_id=user_id,
@@ -175,8 +175,6 @@ class Engine:
             now=now,
         )
         await store.enqueue_push(conn, user_id, calendar_id, event_id, now)
-        stored = await store.get_event(conn, user_id, event_id)
-        assert stored is not None
         return stored
 
     async def create(self, user_id: str, body: CalendarEventBody) -> CalendarEventBody:
@@ -617,21 +615,17 @@ class Engine:
         self, conn: store.Conn, user_id: str, calendar_id: str, remote: Remote
     ) -> None:
         assert remote.fields is not None
-        event_id = self.ids.event_id()
-        now = self.clock.now()
-        await store.save_event(
+        event = await store.save_event(
             conn,
-            event_id=event_id,
+            event_id=self.ids.event_id(),
             user_id=user_id,
             calendar_id=calendar_id,
             fields=remote.fields,
             deleted=False,
-            now=now,
+            now=self.clock.now(),
         )
-        event = await store.get_event(conn, user_id, event_id)
-        assert event is not None
         digest = content_hash(remote.fields)
-        mapping = Mapping(remote.google_id, remote.etag, digest, 1, remote.fields)
+        mapping = Mapping(remote.google_id, remote.etag, digest, event.local.version, remote.fields)
         await self._save_read(conn, event, mapping, remote)
         await self._remote_changed(conn, event, remote.google_id)
 
@@ -657,7 +651,7 @@ class Engine:
     async def _overwrite_local(
         self, conn: store.Conn, event: store.EventRow, fields: Fields | None
     ) -> store.EventRow:
-        await store.save_event(
+        return await store.save_event(
             conn,
             event_id=event.local.id,
             user_id=event.user_id,
@@ -666,9 +660,6 @@ class Engine:
             deleted=fields is None,
             now=self.clock.now(),
         )
-        fresh = await store.get_event(conn, event.user_id, event.local.id)
-        assert fresh is not None
-        return fresh
 
     async def _save_read(
         self, conn: store.Conn, event: store.EventRow, mapping: Mapping, remote: Remote
