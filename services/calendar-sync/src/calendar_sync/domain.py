@@ -102,6 +102,13 @@ def content_hash(fields: Fields) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
+def same_content(a: Fields | None, b: Fields | None) -> bool:
+    """Whether two versions hold the same content by hash (``None``: deleted)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return content_hash(a) == content_hash(b)
+
+
 # -- Google <-> local ----------------------------------------------------------------------
 
 
@@ -195,6 +202,11 @@ class Local:
     version: int
     updated_at: datetime
     deleted: bool = False
+
+    @property
+    def content(self) -> Fields | None:
+        """The fields while the event lives; ``None`` once deleted."""
+        return None if self.deleted else self.fields
 
 
 @dataclass(frozen=True)

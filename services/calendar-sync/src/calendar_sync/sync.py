@@ -53,6 +53,7 @@ from calendar_sync.domain import (
     decide_outbound,
     from_google,
     resolve,
+    same_content,
     to_google,
 )
 from calendar_sync.ports import Ids, TokenSource
@@ -60,6 +61,7 @@ from calendar_sync.providers.google_calendar import GoogleCalendarClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FIELD_NAMES = set(Fields.__dataclass_fields__)
 
 # A 412 means Google moved on under us: re-resolve and retry this many times in one go.
 MAX_RERESOLVE = 3
@@ -79,34 +81,19 @@ class EngineConfig:
 
 
 def body_of(row: store.EventRow) -> CalendarEventBody:
-    local, f = row.local, row.local.fields
+    local = row.local
     return CalendarEventBody(
         id=local.id,
         calendar_id=row.calendar_id,
-        title=f.title,
-        description=f.description,
-        location=f.location,
-        start=f.start,
-        end=f.end,
-        all_day=f.all_day,
-        time_zone=f.time_zone,
-        metadata=f.metadata,
+        **local.fields.to_json(),
         updated_at=local.updated_at,
         deleted=local.deleted,
     )
 
 
 def fields_of(body: CalendarEventBody) -> Fields:
-    return Fields(
-        title=body.title,
-        description=body.description,
-        location=body.location,
-        all_day=body.all_day,
-        start=body.start,
-        end=body.end,
-        time_zone=body.time_zone,
-        metadata=dict(body.metadata),
-    )
+    # The contract names the shared content as Fields does.
+    return Fields.from_json(body.model_dump(include=FIELD_NAMES))
 
 
 @dataclass
@@ -632,13 +619,7 @@ class Engine:
     async def _apply(
         self, conn: store.Conn, event: store.EventRow, mapping: Mapping, remote: Remote
     ) -> None:
-        local = event.local
-        same = (
-            remote.fields is not None
-            and not local.deleted
-            and content_hash(remote.fields) == content_hash(local.fields)
-        )
-        if not same:
+        if remote.deleted or not same_content(remote.fields, event.local.content):
             event = await self._overwrite_local(conn, event, remote.fields)
             await self._remote_changed(conn, event, mapping.google_id)
         digest = content_hash(remote.fields) if remote.fields else None
@@ -707,23 +688,14 @@ class Engine:
         local side takes it now, and Google gets it through the outbox if it differs."""
         local = event.local
         policy = self.config.policy
-        mine = Side(None if local.deleted else local.fields, local.updated_at)
+        mine = Side(local.content, local.updated_at)
         theirs = Side(remote.fields, remote.updated)
         result = resolve(policy, mapping.base, mine, theirs)
         before = body_of(event)
-        local_has = (result.fields is None and local.deleted) or (
-            result.fields is not None
-            and not local.deleted
-            and content_hash(result.fields) == content_hash(local.fields)
-        )
-        if not local_has:
+        if not same_content(result.fields, local.content):
             event = await self._overwrite_local(conn, event, result.fields)
             await self._remote_changed(conn, event, mapping.google_id)
-        remote_has = (result.fields is None and remote.deleted) or (
-            result.fields is not None
-            and remote.fields is not None
-            and content_hash(result.fields) == content_hash(remote.fields)
-        )
+        remote_has = same_content(result.fields, remote.fields)
         digest = content_hash(remote.fields) if remote.fields else None
         agreed = replace(
             mapping,
@@ -755,7 +727,7 @@ class Engine:
             theirs = CalendarEventBody(
                 id=mapping.google_id,
                 calendar_id=event.calendar_id,
-                **dict(remote.fields.to_json().items()),
+                **remote.fields.to_json(),
                 updated_at=remote.updated,
             )
         else:
