@@ -18,13 +18,12 @@ from calendar_sync.domain import (
     content_hash,
     decide_inbound,
     decide_outbound,
-    from_google,
     merge,
     needs_renewal,
     resolve,
     same_content,
-    to_google,
 )
+from calendar_sync.providers.google_calendar import from_google, to_google
 
 pytestmark = pytest.mark.unit
 

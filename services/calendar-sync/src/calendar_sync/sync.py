@@ -51,13 +51,11 @@ from calendar_sync.domain import (
     content_hash,
     decide_inbound,
     decide_outbound,
-    from_google,
     resolve,
     same_content,
-    to_google,
 )
 from calendar_sync.ports import Ids, TokenSource
-from calendar_sync.providers.google_calendar import GoogleCalendarClient
+from calendar_sync.providers.google_calendar import GoogleCalendarClient, from_google, to_google
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
