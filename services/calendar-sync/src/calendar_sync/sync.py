@@ -332,8 +332,9 @@ class Engine:
             try:
                 await self._push_event(conn, event, mapping)
                 return
-            except ConflictError as err:
-                if mapping is None or err.details.get("reason") == "duplicate":
+            except ConflictError:
+                # A 412 on patch or delete (an insert's 409 is settled in _push_event).
+                if mapping is None:
                     raise
                 remote = await self._fetch(event, mapping.google_id)
                 await self._reconcile(conn, event, mapping, remote, "outbound")
