@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from calendar_sync.domain import Fields, from_google, to_google
-from calendar_sync.providers.google_calendar import GoogleCalendarClient
+from calendar_sync.domain import Fields
+from calendar_sync.providers.google_calendar import GoogleCalendarClient, from_google, to_google
 from syncplane_common.errors import (
     ConflictError,
     CursorInvalidError,

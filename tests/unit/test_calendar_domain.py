@@ -18,12 +18,12 @@ from calendar_sync.domain import (
     content_hash,
     decide_inbound,
     decide_outbound,
-    from_google,
     merge,
     needs_renewal,
     resolve,
-    to_google,
+    same_content,
 )
+from calendar_sync.providers.google_calendar import from_google, to_google
 
 pytestmark = pytest.mark.unit
 
@@ -58,6 +58,17 @@ def test_hash_ignores_how_an_instant_is_written() -> None:
     paris = Fields(**{**MEETING.to_json(), "start": "2026-03-02T11:00:00+01:00"})
     assert content_hash(paris) == content_hash(MEETING)
     assert content_hash(MEETING) != content_hash(Fields(**{**MEETING.to_json(), "title": "x"}))
+
+
+def test_same_content_compares_by_hash_and_treats_none_as_deleted() -> None:
+    paris = Fields(**{**MEETING.to_json(), "start": "2026-03-02T11:00:00+01:00"})
+    assert same_content(paris, MEETING)
+    assert not same_content(MEETING, Fields(**{**MEETING.to_json(), "title": "x"}))
+    assert same_content(None, None)
+    assert not same_content(MEETING, None)
+    assert not same_content(None, MEETING)
+    assert local(MEETING).content == MEETING
+    assert local(MEETING, deleted=True).content is None
 
 
 def test_hash_of_all_day_events_ignores_the_zone() -> None:

@@ -99,7 +99,7 @@ class CalendarApp:
             wake_sender=sender.wake,
             wake_publisher=publishing.wake,
         )
-        self.publisher = Publisher(runtime.db, runtime.jetstream(), self.clock)
+        self.publisher = Publisher(runtime.db, runtime.broker, self.clock)
         self.channels = Channels(engine, self.kv, channel_config(s))
         self.engine = engine
         self._loops = [

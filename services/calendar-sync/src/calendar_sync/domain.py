@@ -1,8 +1,9 @@
-"""calendar-sync's decisions, pure: event content and its hash, Google <-> local mapping,
-loop prevention (by content and version, never by a time window) and conflict policies.
+"""calendar-sync's decisions, pure: event content and its hash, loop prevention (by
+content and version, never by a time window) and conflict policies.
 
-No I/O here; :mod:`calendar_sync.sync` carries the decisions out. Google's event fields
-are PROVIDERS.md §5.2; the issue is #8.
+No I/O here; :mod:`calendar_sync.sync` carries the decisions out, and
+:mod:`calendar_sync.providers.google_calendar` maps Google's event shape (PROVIDERS.md
+§5.2) to :class:`Fields` / :class:`Remote`. The issue is #8.
 
 Loop prevention in two sentences. Every mapping remembers the etag and the content hash
 of what Google holds as far as we know (``hash_google``: what we last wrote or read). An
@@ -18,11 +19,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Literal
-
-# Private extended properties mark what we wrote (§5.2 "handy for marking events the
-# platform created"): our local id, and the app's metadata, which Google has no field for.
-PROP_ID = "syncplane_id"
-PROP_METADATA = "syncplane_metadata"
 
 JsonDict = dict[str, Any]
 
@@ -102,90 +98,31 @@ def content_hash(fields: Fields) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-# -- Google <-> local ----------------------------------------------------------------------
+def same_content(a: Fields | None, b: Fields | None) -> bool:
+    """Whether two versions hold the same content by hash (``None``: deleted)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return content_hash(a) == content_hash(b)
 
 
-def _when(value: str, all_day: bool, time_zone: str | None) -> JsonDict:
-    if all_day:
-        return {"date": value[:10]}
-    out: JsonDict = {"dateTime": value}
-    if time_zone:
-        out["timeZone"] = time_zone
-    return out
-
-
-def to_google(fields: Fields, local_id: str) -> JsonDict:
-    """An events.insert / events.patch body (patch: objects merge, the rest replaces)."""
-    return {
-        "summary": fields.title,
-        "description": fields.description,
-        "location": fields.location,
-        "start": _when(fields.start, fields.all_day, fields.time_zone),
-        "end": _when(fields.end, fields.all_day, fields.time_zone),
-        "extendedProperties": {
-            "private": {
-                PROP_ID: local_id,
-                PROP_METADATA: json.dumps(fields.metadata, sort_keys=True),
-            }
-        },
-    }
+# -- state as the decisions see it ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Remote:
-    """One item of an events.list page (or a get), as the sync needs it."""
+    """One item of an events.list page (or a get), as the sync needs it (read by
+    :func:`calendar_sync.providers.google_calendar.from_google`)."""
 
     google_id: str
     etag: str | None
     fields: Fields | None  # None: cancelled (deleted)
     updated: datetime | None
-    local_id: str | None = None  # our PROP_ID, when we (or a mirror) wrote it
+    local_id: str | None = None  # our local id, when we (or a mirror) wrote it
     unsupported: str | None = None  # why it is not mirrored (recurring series...)
 
     @property
     def deleted(self) -> bool:
         return self.fields is None
-
-
-def _metadata(props: JsonDict) -> JsonDict:
-    raw = props.get(PROP_METADATA)
-    if not isinstance(raw, str):
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def from_google(item: JsonDict) -> Remote:
-    google_id = str(item["id"])
-    etag = item.get("etag")
-    updated_raw = item.get("updated")
-    updated = instant(updated_raw, False) if isinstance(updated_raw, str) else None
-    props = (item.get("extendedProperties") or {}).get("private") or {}
-    local_id = props.get(PROP_ID) if isinstance(props.get(PROP_ID), str) else None
-    # A deleted event is guaranteed to carry only its id (§5.2).
-    if item.get("status") == "cancelled":
-        return Remote(google_id, etag, None, updated, local_id)
-    if item.get("recurrence") or item.get("recurringEventId"):
-        return Remote(google_id, etag, None, updated, local_id, unsupported="recurring")
-    start, end = item.get("start") or {}, item.get("end") or {}
-    all_day = "date" in start
-    fields = Fields(
-        title=str(item.get("summary", "")),
-        description=str(item.get("description", "")),
-        location=str(item.get("location", "")),
-        all_day=all_day,
-        start=str(start.get("date") if all_day else start.get("dateTime", "")),
-        end=str(end.get("date") if all_day else end.get("dateTime", "")),
-        time_zone=None if all_day else start.get("timeZone"),
-        metadata=_metadata(props),
-    )
-    return Remote(google_id, etag, fields, updated, local_id)
-
-
-# -- state as the decisions see it ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -195,6 +132,11 @@ class Local:
     version: int
     updated_at: datetime
     deleted: bool = False
+
+    @property
+    def content(self) -> Fields | None:
+        """The fields while the event lives; ``None`` once deleted."""
+        return None if self.deleted else self.fields
 
 
 @dataclass(frozen=True)
@@ -372,8 +314,3 @@ class Pacer:
 def needs_renewal(expires_at: datetime | None, now: datetime, margin_seconds: float) -> bool:
     """A channel is renewed once it expires within the margin (24 h by default)."""
     return expires_at is None or (expires_at - now).total_seconds() <= margin_seconds
-
-
-def retry_delay(attempt: int, base: float, maximum: float) -> float:
-    """Exponential backoff for the outbox: base, 2·base, 4·base … ≤ maximum."""
-    return float(min(maximum, base * 2 ** max(attempt - 1, 0)))

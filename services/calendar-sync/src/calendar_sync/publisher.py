@@ -1,17 +1,18 @@
 """Messages decided inside a transaction (``calendar.remote.changed``, conflicts, dead
 letters) are written to ``calendar.messages`` with it, and published here after it
-commits, each with its msg id so a retry after a lost PubAck is dropped by the stream."""
+commits through :func:`syncplane_common.bus.publish`, each with its msg id so a retry
+after a lost PubAck is dropped by the stream."""
 
 from __future__ import annotations
 
-import json
 import logging
+from typing import Any
 
 import asyncpg
-from nats.js import JetStreamContext
-from syncplane_common import subjects
+from faststream.nats import NatsBroker
+from pydantic import RootModel
+from syncplane_common import bus
 from syncplane_common.clock import Clock
-from syncplane_common.dlq import MSG_ID
 
 from calendar_sync import store
 
@@ -19,10 +20,15 @@ log = logging.getLogger(__name__)
 BATCH = 200
 
 
+class Stored(RootModel[dict[str, Any]]):
+    """A payload as its contract dumped it when the message was decided: published as
+    it is, not validated again (a row that no longer validates would block the rest)."""
+
+
 class Publisher:
-    def __init__(self, pool: asyncpg.Pool, jetstream: JetStreamContext, clock: Clock) -> None:
+    def __init__(self, pool: asyncpg.Pool, broker: NatsBroker, clock: Clock) -> None:
         self.pool = pool
-        self.js = jetstream
+        self.broker = broker
         self.clock = clock
 
     async def flush(self) -> int:
@@ -34,11 +40,11 @@ class Publisher:
                 done: list[int] = []
                 for message in batch:
                     try:
-                        await self.js.publish(
+                        await bus.publish(
+                            self.broker,
                             message.subject,
-                            json.dumps(message.payload).encode(),
-                            stream=subjects.stream_for(message.subject).name,
-                            headers={MSG_ID: message.msg_id, "content-type": "application/json"},
+                            Stored(message.payload),
+                            msg_id=message.msg_id,
                         )
                     except Exception:
                         log.warning("publish failed; kept", extra={"subject": message.subject})

@@ -58,9 +58,9 @@ async def save_event(
     fields: Fields,
     deleted: bool,
     now: datetime,
-) -> int:
-    """Insert or overwrite the event; its version grows by one. Returns the new version."""
-    version: int = await conn.fetchval(
+) -> EventRow:
+    """Insert or overwrite the event; its version grows by one. Returns it as stored."""
+    row = await conn.fetchrow(
         """
         INSERT INTO calendar.events (id, user_id, calendar_id, title, description, location,
             all_day, start_value, end_value, starts_at, ends_at, time_zone, metadata,
@@ -74,7 +74,7 @@ async def save_event(
             time_zone = EXCLUDED.time_zone, metadata = EXCLUDED.metadata,
             version = calendar.events.version + 1, updated_at = EXCLUDED.updated_at,
             deleted = EXCLUDED.deleted
-        RETURNING version
+        RETURNING *
         """,
         event_id,
         user_id,
@@ -92,7 +92,8 @@ async def save_event(
         now,
         deleted,
     )
-    return version
+    assert row is not None
+    return _event(row)
 
 
 async def list_events(
@@ -204,14 +205,13 @@ async def save_mapping(
 
 
 async def unconfirmed(conn: Conn, user_id: str, calendar_id: str) -> list[str]:
-    """Events with a local version Google has not acknowledged and no push waiting."""
+    """Events with a local version Google has not acknowledged, push waiting or not: the
+    caller confirms those whose content Google holds already."""
     rows = await conn.fetch(
         """
         SELECT m.event_id FROM calendar.mappings m
         JOIN calendar.events e ON e.id = m.event_id
         WHERE m.user_id = $1 AND m.calendar_id = $2 AND m.version < e.version
-          AND NOT EXISTS (SELECT 1 FROM calendar.outbox o
-                          WHERE o.event_id = m.event_id AND o.status = 'pending')
         """,
         user_id,
         calendar_id,
@@ -398,13 +398,6 @@ async def retry_push(conn: Conn, row_id: int, attempts: int, next_at: datetime, 
         next_at,
         error,
     )
-
-
-async def pending_pushes(conn: Conn) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM calendar.outbox WHERE status = 'pending'"
-    )
-    return count
 
 
 async def clean_outbox(conn: Conn, before: datetime) -> int:

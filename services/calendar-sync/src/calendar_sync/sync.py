@@ -37,6 +37,7 @@ from syncplane_common.errors import (
     RevokedError,
     TokenRejectedError,
 )
+from syncplane_common.http import backoff_delay
 from syncplane_common.tokens import TokenLease, TokenSource
 
 from calendar_sync import store
@@ -51,19 +52,18 @@ from calendar_sync.domain import (
     content_hash,
     decide_inbound,
     decide_outbound,
-    from_google,
     resolve,
-    retry_delay,
-    to_google,
+    same_content,
 )
 from calendar_sync.ports import Ids
-from calendar_sync.providers.google_calendar import GoogleCalendarClient
+from calendar_sync.providers.google_calendar import GoogleCalendarClient, from_google, to_google
 
 log = logging.getLogger(__name__)
 
 # The connection whose token every Google call uses.
 PROVIDER = "google_calendar"
 T = TypeVar("T")
+FIELD_NAMES = set(Fields.__dataclass_fields__)
 
 # A 412 means Google moved on under us: re-resolve and retry this many times in one go.
 MAX_RERESOLVE = 3
@@ -83,34 +83,19 @@ class EngineConfig:
 
 
 def body_of(row: store.EventRow) -> CalendarEventBody:
-    local, f = row.local, row.local.fields
+    local = row.local
     return CalendarEventBody(
         id=local.id,
         calendar_id=row.calendar_id,
-        title=f.title,
-        description=f.description,
-        location=f.location,
-        start=f.start,
-        end=f.end,
-        all_day=f.all_day,
-        time_zone=f.time_zone,
-        metadata=f.metadata,
+        **local.fields.to_json(),
         updated_at=local.updated_at,
         deleted=local.deleted,
     )
 
 
 def fields_of(body: CalendarEventBody) -> Fields:
-    return Fields(
-        title=body.title,
-        description=body.description,
-        location=body.location,
-        all_day=body.all_day,
-        start=body.start,
-        end=body.end,
-        time_zone=body.time_zone,
-        metadata=dict(body.metadata),
-    )
+    # The contract names the shared content as Fields does.
+    return Fields.from_json(body.model_dump(include=FIELD_NAMES))
 
 
 @dataclass
@@ -152,25 +137,19 @@ class Engine:
 
     async def write_local(
         self,
+        conn: store.Conn,
         user_id: str,
         event_id: str,
         calendar_id: str,
         fields: Fields,
         *,
         deleted: bool = False,
-        conn: store.Conn | None = None,
     ) -> store.EventRow:
-        """Store a local change and its outbox row in one transaction."""
-        if conn is None:
-            async with self.pool.acquire() as own, own.transaction():
-                row = await self.write_local(
-                    user_id, event_id, calendar_id, fields, deleted=deleted, conn=own
-                )
-            self.wake_sender()
-            return row
+        """Store a local change and its outbox row in the caller's transaction; the
+        caller wakes the sender once it has committed."""
         now = self.clock.now()
         await store.ensure_calendar(conn, user_id, calendar_id)
-        await store.save_event(
+        stored = await store.save_event(
             conn,
             event_id=event_id,
             user_id=user_id,
@@ -180,8 +159,6 @@ class Engine:
             now=now,
         )
         await store.enqueue_push(conn, user_id, calendar_id, event_id, now)
-        stored = await store.get_event(conn, user_id, event_id)
-        assert stored is not None
         return stored
 
     async def create(self, user_id: str, body: CalendarEventBody) -> CalendarEventBody:
@@ -189,9 +166,7 @@ class Engine:
         async with self.pool.acquire() as conn, conn.transaction():
             if await store.get_event(conn, user_id, event_id, lock=True) is not None:
                 raise PermanentError(f"event {event_id} exists already")
-            row = await self.write_local(
-                user_id, event_id, body.calendar_id, fields_of(body), conn=conn
-            )
+            row = await self.write_local(conn, user_id, event_id, body.calendar_id, fields_of(body))
         self.wake_sender()
         return body_of(row)
 
@@ -205,7 +180,7 @@ class Engine:
             merged = {**body_of(current).model_dump(mode="json"), **changes}
             body = CalendarEventBody.model_validate(merged)
             row = await self.write_local(
-                user_id, event_id, current.calendar_id, fields_of(body), conn=conn
+                conn, user_id, event_id, current.calendar_id, fields_of(body)
             )
         self.wake_sender()
         return body_of(row)
@@ -216,12 +191,7 @@ class Engine:
             if current is None or current.local.deleted:
                 raise NotFoundError(f"no event {event_id}")
             row = await self.write_local(
-                user_id,
-                event_id,
-                current.calendar_id,
-                current.local.fields,
-                deleted=True,
-                conn=conn,
+                conn, user_id, event_id, current.calendar_id, current.local.fields, deleted=True
             )
         self.wake_sender()
         return body_of(row)
@@ -272,12 +242,12 @@ class Engine:
             ):
                 return
             await self.write_local(
+                conn,
                 message.user_id,
                 event_id,
                 body.calendar_id,
                 fields_of(body),
                 deleted=body.deleted,
-                conn=conn,
             )
         self.wake_sender()
 
@@ -314,7 +284,7 @@ class Engine:
         message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
         retryable = not isinstance(err, PermanentError)
         if retryable and attempts <= self.config.max_retries:
-            delay = retry_delay(
+            delay = backoff_delay(
                 attempts, self.config.retry_base_seconds, self.config.retry_max_seconds
             )
             if isinstance(err, RetryableError) and err.retry_after:
@@ -361,8 +331,9 @@ class Engine:
             try:
                 await self._push_event(conn, event, mapping)
                 return
-            except ConflictError as err:
-                if mapping is None or err.details.get("reason") == "duplicate":
+            except ConflictError:
+                # A 412 on patch or delete (an insert's 409 is settled in _push_event).
+                if mapping is None:
                     raise
                 remote = await self._fetch(event, mapping.google_id)
                 await self._reconcile(conn, event, mapping, remote, "outbound")
@@ -506,13 +477,10 @@ class Engine:
             self._again.add(key)
             await asyncio.shield(running)
             return
+        # The task removes itself from _syncing when it ends (see _sync_until_quiet).
         task = asyncio.ensure_future(self._sync_until_quiet(user_id, calendar_id))
         self._syncing[key] = task
-        try:
-            await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._syncing.pop(key, None)
+        await asyncio.shield(task)
 
     async def _sync_until_quiet(self, user_id: str, calendar_id: str) -> None:
         key = (user_id, calendar_id)
@@ -585,8 +553,9 @@ class Engine:
             page_token = page.next_page_token
 
     async def _confirm_skipped(self, conn: store.Conn, user_id: str, calendar_id: str) -> None:
-        """Local changes whose push was skipped (Google held that content) and that the
-        listing just completed did not contradict: Google still holds them, in sync."""
+        """Local changes whose content Google holds (their push skipped, or not tried yet)
+        and that the listing just completed did not contradict: in sync. Left pending, a
+        later Google edit would look like a conflict with a change that changed nothing."""
         for event_id in await store.unconfirmed(conn, user_id, calendar_id):
             event = await store.get_event(conn, user_id, event_id, lock=True)
             mapping = await store.get_mapping(conn, event_id)
@@ -631,34 +600,24 @@ class Engine:
         self, conn: store.Conn, user_id: str, calendar_id: str, remote: Remote
     ) -> None:
         assert remote.fields is not None
-        event_id = self.ids.event_id()
-        now = self.clock.now()
-        await store.save_event(
+        event = await store.save_event(
             conn,
-            event_id=event_id,
+            event_id=self.ids.event_id(),
             user_id=user_id,
             calendar_id=calendar_id,
             fields=remote.fields,
             deleted=False,
-            now=now,
+            now=self.clock.now(),
         )
-        event = await store.get_event(conn, user_id, event_id)
-        assert event is not None
         digest = content_hash(remote.fields)
-        mapping = Mapping(remote.google_id, remote.etag, digest, 1, remote.fields)
+        mapping = Mapping(remote.google_id, remote.etag, digest, event.local.version, remote.fields)
         await self._save_read(conn, event, mapping, remote)
         await self._remote_changed(conn, event, remote.google_id)
 
     async def _apply(
         self, conn: store.Conn, event: store.EventRow, mapping: Mapping, remote: Remote
     ) -> None:
-        local = event.local
-        same = (
-            remote.fields is not None
-            and not local.deleted
-            and content_hash(remote.fields) == content_hash(local.fields)
-        )
-        if not same:
+        if remote.deleted or not same_content(remote.fields, event.local.content):
             event = await self._overwrite_local(conn, event, remote.fields)
             await self._remote_changed(conn, event, mapping.google_id)
         digest = content_hash(remote.fields) if remote.fields else None
@@ -671,7 +630,7 @@ class Engine:
     async def _overwrite_local(
         self, conn: store.Conn, event: store.EventRow, fields: Fields | None
     ) -> store.EventRow:
-        await store.save_event(
+        return await store.save_event(
             conn,
             event_id=event.local.id,
             user_id=event.user_id,
@@ -680,9 +639,6 @@ class Engine:
             deleted=fields is None,
             now=self.clock.now(),
         )
-        fresh = await store.get_event(conn, event.user_id, event.local.id)
-        assert fresh is not None
-        return fresh
 
     async def _save_read(
         self, conn: store.Conn, event: store.EventRow, mapping: Mapping, remote: Remote
@@ -730,23 +686,14 @@ class Engine:
         local side takes it now, and Google gets it through the outbox if it differs."""
         local = event.local
         policy = self.config.policy
-        mine = Side(None if local.deleted else local.fields, local.updated_at)
+        mine = Side(local.content, local.updated_at)
         theirs = Side(remote.fields, remote.updated)
         result = resolve(policy, mapping.base, mine, theirs)
         before = body_of(event)
-        local_has = (result.fields is None and local.deleted) or (
-            result.fields is not None
-            and not local.deleted
-            and content_hash(result.fields) == content_hash(local.fields)
-        )
-        if not local_has:
+        if not same_content(result.fields, local.content):
             event = await self._overwrite_local(conn, event, result.fields)
             await self._remote_changed(conn, event, mapping.google_id)
-        remote_has = (result.fields is None and remote.deleted) or (
-            result.fields is not None
-            and remote.fields is not None
-            and content_hash(result.fields) == content_hash(remote.fields)
-        )
+        remote_has = same_content(result.fields, remote.fields)
         digest = content_hash(remote.fields) if remote.fields else None
         agreed = replace(
             mapping,
@@ -778,7 +725,7 @@ class Engine:
             theirs = CalendarEventBody(
                 id=mapping.google_id,
                 calendar_id=event.calendar_id,
-                **dict(remote.fields.to_json().items()),
+                **remote.fields.to_json(),
                 updated_at=remote.updated,
             )
         else:

@@ -2,6 +2,8 @@
 delete with ``If-Match``, watch and channels.stop. HTTP statuses become the error tree in
 :func:`raise_for_status` and nowhere else; callers pass the access token per call (the
 service asks token-service for it, and retries a 401 once with a forced refresh).
+Google's event shape (§5.2) becomes the domain's content in :func:`from_google` and goes
+back in :func:`to_google`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from syncplane_common.errors import (
 )
 from syncplane_common.http import raise_for_transport
 
+from calendar_sync.domain import Fields, Remote, instant
+
 JsonDict = dict[str, Any]
+
+# Private extended properties mark what we wrote (§5.2 "handy for marking events the
+# platform created"): our local id, and the app's metadata, which Google has no field for.
+PROP_ID = "syncplane_id"
+PROP_METADATA = "syncplane_metadata"
 
 # Workspace abuse limits: backing off for seconds does not clear them (§5.1).
 QUOTA_PAUSE_SECONDS = 600.0
@@ -74,6 +83,73 @@ def raise_for_status(status: int, body: Any, token: str, what: str) -> NoReturn:
     if status >= 500:
         raise RetryableError(message, details=details)
     raise PermanentError(message, details=details)
+
+
+# -- Google's event shape <-> the domain's content --------------------------------------
+
+
+def _when(value: str, all_day: bool, time_zone: str | None) -> JsonDict:
+    if all_day:
+        return {"date": value[:10]}
+    out: JsonDict = {"dateTime": value}
+    if time_zone:
+        out["timeZone"] = time_zone
+    return out
+
+
+def to_google(fields: Fields, local_id: str) -> JsonDict:
+    """An events.insert / events.patch body (patch: objects merge, the rest replaces)."""
+    return {
+        "summary": fields.title,
+        "description": fields.description,
+        "location": fields.location,
+        "start": _when(fields.start, fields.all_day, fields.time_zone),
+        "end": _when(fields.end, fields.all_day, fields.time_zone),
+        "extendedProperties": {
+            "private": {
+                PROP_ID: local_id,
+                PROP_METADATA: json.dumps(fields.metadata, sort_keys=True),
+            }
+        },
+    }
+
+
+def _metadata(props: JsonDict) -> JsonDict:
+    raw = props.get(PROP_METADATA)
+    if not isinstance(raw, str):
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def from_google(item: JsonDict) -> Remote:
+    google_id = str(item["id"])
+    etag = item.get("etag")
+    updated_raw = item.get("updated")
+    updated = instant(updated_raw, False) if isinstance(updated_raw, str) else None
+    props = (item.get("extendedProperties") or {}).get("private") or {}
+    local_id = props.get(PROP_ID) if isinstance(props.get(PROP_ID), str) else None
+    # A deleted event is guaranteed to carry only its id (§5.2).
+    if item.get("status") == "cancelled":
+        return Remote(google_id, etag, None, updated, local_id)
+    if item.get("recurrence") or item.get("recurringEventId"):
+        return Remote(google_id, etag, None, updated, local_id, unsupported="recurring")
+    start, end = item.get("start") or {}, item.get("end") or {}
+    all_day = "date" in start
+    fields = Fields(
+        title=str(item.get("summary", "")),
+        description=str(item.get("description", "")),
+        location=str(item.get("location", "")),
+        all_day=all_day,
+        start=str(start.get("date") if all_day else start.get("dateTime", "")),
+        end=str(end.get("date") if all_day else end.get("dateTime", "")),
+        time_zone=None if all_day else start.get("timeZone"),
+        metadata=_metadata(props),
+    )
+    return Remote(google_id, etag, fields, updated, local_id)
 
 
 class GoogleCalendarClient:
