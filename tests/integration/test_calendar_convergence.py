@@ -344,6 +344,12 @@ async def check(w: World, slots: list[Slot]) -> None:
     Policy.LAST_WRITE_WINS, [("local", 0, "a"), ("flush",), ("remote_delete", 0), ("local", 0, "a")]
 )
 @example(
+    # Found by a 500-example search: the patch's 412 reads the deleted event; the
+    # deletion must lose to the local edit the same way a listed deletion does.
+    Policy.LAST_WRITE_WINS,
+    [("local", 0, "a"), ("flush",), ("local", 0, "b"), ("remote_delete", 0)],
+)
+@example(
     Policy.REMOTE_WINS,
     [
         ("local", 0, "a"),

@@ -134,7 +134,11 @@ def from_google(item: JsonDict) -> Remote:
     local_id = props.get(PROP_ID) if isinstance(props.get(PROP_ID), str) else None
     # A deleted event is guaranteed to carry only its id (§5.2).
     if item.get("status") == "cancelled":
-        return Remote(google_id, etag, None, updated, local_id)
+        # A sync listing reports a deletion as an id with no time, so a deletion read by
+        # events.get (a 412 re-resolve) must not carry one either: otherwise the conflict
+        # outcome would depend on which path saw the deletion first (DESIGN: untimed
+        # Google deletions lose).
+        return Remote(google_id, etag, None, None, local_id)
     if item.get("recurrence") or item.get("recurringEventId"):
         return Remote(google_id, etag, None, updated, local_id, unsupported="recurring")
     start, end = item.get("start") or {}, item.get("end") or {}
