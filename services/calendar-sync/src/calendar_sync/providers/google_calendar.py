@@ -24,7 +24,8 @@ from syncplane_common.errors import (
     RetryableError,
     TokenRejectedError,
 )
-from syncplane_common.http import raise_for_transport
+from syncplane_common.google import google_error
+from syncplane_common.http import bearer, call
 
 from calendar_sync.domain import Fields, Remote, instant
 
@@ -56,10 +57,8 @@ class Channel:
 
 
 def _reason(body: Any) -> str:
-    try:
-        return str(body["error"]["errors"][0]["reason"])
-    except (KeyError, IndexError, TypeError):
-        return ""
+    _, errors = google_error(body)
+    return errors[0]["reason"] if errors else ""
 
 
 def raise_for_status(status: int, body: Any, token: str, what: str) -> NoReturn:
@@ -176,24 +175,15 @@ class GoogleCalendarClient:
         body: JsonDict | None = None,
         etag: str | None = None,
     ) -> Any:
-        headers = {"Authorization": f"Bearer {token}"}
+        headers = bearer(token)
         if etag is not None:
             headers["If-Match"] = etag
-        try:
-            async with self.session.request(
-                method, url, params=params, json=body, headers=headers
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise_for_transport(err)
-        try:
-            parsed = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            parsed = None
-        if status >= 400:
-            raise_for_status(status, parsed, token, what)
-        return parsed
+        answer = await call(
+            self.session, method, url, headers=headers, params=params, json_body=body
+        )
+        if answer.status >= 400:
+            raise_for_status(answer.status, answer.body, token, what)
+        return answer.body
 
     # -- events --------------------------------------------------------------------------
 

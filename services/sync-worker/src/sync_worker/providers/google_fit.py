@@ -45,6 +45,7 @@ from syncplane_common.errors import (
     ReauthRequiredError,
     RetryableError,
 )
+from syncplane_common.google import google_error
 from syncplane_common.http import bearer, call, retry_after
 
 from sync_worker.providers import TokenRejectedError, token_fingerprint
@@ -90,20 +91,6 @@ class ProviderDiscontinuedError(NotFoundError):
     code = "provider_discontinued"
 
 
-def _google_error(body: Any) -> tuple[str, list[dict[str, str]]]:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return "", []
-    message = error.get("message")
-    items = error.get("errors")
-    errors = [
-        {k: str(e.get(k, "")) for k in ("domain", "reason", "message")}
-        for e in (items if isinstance(items, list) else [])
-        if isinstance(e, dict)
-    ]
-    return (message if isinstance(message, str) else ""), errors
-
-
 def raise_for_answer(
     status: int,
     body: Any,
@@ -115,7 +102,7 @@ def raise_for_answer(
     sent_page_token: bool = False,
 ) -> NoReturn:
     """Google's error answer as the error tree (the one place statuses are read)."""
-    message, errors = _google_error(body)
+    message, errors = google_error(body)
     reasons = {e["reason"] for e in errors}
     domains = {e["domain"] for e in errors}
     details: dict[str, object] = {"status": status, "errors": errors, "operation": operation}
