@@ -294,26 +294,29 @@ async def webhook_latency() -> list[Figure]:
         )
         owners = [(a["id"], a["login_hint"]) for a in seeded["athletes"]]
         users = await connect_all(nc, http, sandbox_url, [h for _, h in owners])
-        objects: list[tuple[int, int]] = []
-        for athlete, _ in owners:
-            made = await control(
-                http,
-                sandbox_url,
-                "POST",
-                f"/_sandbox/strava/athletes/{athlete}/activities",
-                {"generate": per},
-            )
-            objects += [(athlete, a["id"]) for a in made["activities"]]
         pool = await asyncpg.create_pool(admin_dsn, min_size=1, max_size=4)
         async with worker_running(nc, admin_dsn, sandbox_url, logs, **WEBHOOK_WORKER):
 
-            async def registered() -> bool:
-                n = await pool.fetchval("SELECT count(*) FROM sync.connections")
+            async def backfilled() -> bool:
+                n = await pool.fetchval(
+                    "SELECT count(*) FROM sync.sessions WHERE kind = 'backfill' "
+                    "AND state = 'completed'"
+                )
                 return bool(n == len(users))
 
-            await wait_until("connections", registered, within=60)
-            # The generated activities are older than the connection: no backfill race.
-            await asyncio.sleep(2)
+            # The activities are made after the connect backfills finished, so only
+            # the webhooks can store them (a backfill would make them "unchanged").
+            await wait_until("connect backfills", backfilled, within=60)
+            objects: list[tuple[int, int]] = []
+            for athlete, _ in owners:
+                made = await control(
+                    http,
+                    sandbox_url,
+                    "POST",
+                    f"/_sandbox/strava/athletes/{athlete}/activities",
+                    {"generate": per},
+                )
+                objects += [(athlete, a["id"]) for a in made["activities"]]
             for endpoint in ("GET /activities/{id}", "GET /athlete/activities"):
                 await control(
                     http,
