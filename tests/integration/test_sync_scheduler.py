@@ -16,7 +16,7 @@ import pytest
 from provider_sandbox.config import provider_urls
 from pydantic import BaseModel
 from sync_worker import strava_store, sync_state
-from sync_worker.engine import Engine
+from sync_worker.engine import Engine, Sources
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity
@@ -66,7 +66,7 @@ def scheduler(pool: asyncpg.Pool, published: Published, batch: int = 50) -> Sche
         tokens=MemoryTokenSource({}),
         publish=published,
         clock=ManualClock(NOW),
-        sources={},
+        sources=Sources(),
     )
     return Scheduler(engine, INTERVALS, batch)
 

@@ -31,7 +31,7 @@ from sync_worker.budget import (
     default_limits,
     strava_windows,
 )
-from sync_worker.engine import Engine, Source
+from sync_worker.engine import Engine, Sources
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import StravaClient
@@ -83,17 +83,19 @@ class SyncApp:
             budget = await KvRateBudget.bind(
                 runtime.jetstream(), limits, self.clock, s.rate_background_share
             )
-        sources: dict[str, Source] = {
-            "strava": StravaActivities(
-                StravaClient(session, s.strava_api_base, self.clock),
-                enricher,
-                per_page=s.strava_per_page,
-                backfill_since=s.strava_backfill_since,
-                overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
-                sport_types=s.strava_sport_type_filter,
-                budget=budget,
-            )
-        }
+        sources = Sources(
+            [
+                StravaActivities(
+                    StravaClient(session, s.strava_api_base, self.clock),
+                    enricher,
+                    per_page=s.strava_per_page,
+                    backfill_since=s.strava_backfill_since,
+                    overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
+                    sport_types=s.strava_sport_type_filter,
+                    budget=budget,
+                )
+            ]
+        )
         engine = Engine(
             pool=runtime.db,
             tokens=NatsTokenSource(

@@ -7,7 +7,13 @@
     the change events → publish progress. A crash anywhere resumes after the last page
     whose transaction committed; a page is fetched at most once more.
 
-What differs per provider is a :class:`Source`; the engine holds only what is common.
+What differs per provider and data type is a :class:`Source`; the engine holds only what
+is common. A provider may have several data types (WHOOP: recovery, sleep, cycle,
+workout): one session runs the types the command names (all of the provider's when it
+names none) one after the other, its checkpoint carrying the current type under
+``_type`` and the types still to run under ``_next``; each type's sync log moves to
+success as soon as its last page is stored, so a failure later in the session never
+undoes an earlier type's freshness.
 A session that must wait for the rate budget longer than a moment is not retried into
 429s: its message is acknowledged and a continuation is queued with ``not_before`` at
 the window boundary (:class:`Deferred`), so waiting never spends deliveries.
@@ -18,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
@@ -146,6 +152,57 @@ class Source(Protocol):
         ...
 
 
+# Checkpoint keys the engine owns; a source never sees them.
+TYPE_KEY = "_type"
+NEXT_KEY = "_next"
+# Stored count of the session when the current type started: its own records_synced.
+STORED_KEY = "_stored_before"
+ENGINE_KEYS = frozenset({TYPE_KEY, NEXT_KEY, STORED_KEY})
+
+
+class Sources:
+    """Every (provider, data type) the worker syncs, in the order a session runs them."""
+
+    def __init__(self, sources: Sequence[Source] = ()) -> None:
+        self._all = tuple(sources)
+        self._by_key: dict[tuple[str, str], Source] = {
+            (s.provider, s.data_type): s for s in self._all
+        }
+        if len(self._by_key) != len(self._all):
+            raise ValueError("two sources for one provider and data type")
+
+    def __iter__(self) -> Iterator[Source]:
+        return iter(self._all)
+
+    def __contains__(self, provider: object) -> bool:
+        return any(s.provider == provider for s in self._all)
+
+    def get(self, provider: str, data_type: str) -> Source | None:
+        return self._by_key.get((provider, data_type))
+
+    def of(self, provider: str) -> tuple[Source, ...]:
+        return tuple(s for s in self._all if s.provider == provider)
+
+    def for_webhook(self, provider: str, kind: str) -> Source | None:
+        return next((s for s in self.of(provider) if kind in s.webhook_kinds), None)
+
+    def select(self, provider: str, data_types: Sequence[str]) -> tuple[Source, ...]:
+        """The sources a command names, in registry order; all of the provider's when it
+        names none. An unknown type is a permanent error: redelivery cannot fix it."""
+        mine = self.of(provider)
+        if not mine:
+            raise _unsupported(provider)
+        if not data_types:
+            return mine
+        unknown = sorted(set(data_types) - {s.data_type for s in mine})
+        if unknown:
+            raise PermanentError(
+                f"sync-worker has no {provider} data type {', '.join(map(repr, unknown))}",
+                details={"provider": provider, "data_types": unknown},
+            )
+        return tuple(s for s in mine if s.data_type in data_types)
+
+
 class Deferred(Exception):
     """The session must wait ``seconds`` for the rate budget; its progress is saved."""
 
@@ -165,7 +222,7 @@ class Engine:
     tokens: TokenSource
     publish: Publisher
     clock: Clock
-    sources: dict[str, Source]
+    sources: Sources
     budget: RateBudget | None = None
     app_focus_min_age: timedelta = timedelta(hours=1)
     inline_wait: float = INLINE_WAIT_SECONDS
@@ -178,9 +235,7 @@ class Engine:
         Raises :class:`Deferred` when the budget says wait, the provider's retryable
         errors after recording them on the session, and nothing for a cancelled session.
         """
-        source = self.sources.get(command.provider)
-        if source is None:
-            raise _unsupported(command.provider)
+        chosen = self.sources.select(command.provider, command.data_types)
         if command.mode == "app_focus" and not await self._stale_enough(command):
             log.info("app_focus sync skipped: synced recently", extra=_ids(command))
             return None
@@ -189,11 +244,11 @@ class Engine:
             if command.session_id
             else session_id_for(command.request_id)
         )
-        session = await self._open(command, source, session_id)
+        session = await self._open(command, chosen, session_id)
         if session.terminal:
             return session
         try:
-            return await self._pages(command, source, session)
+            return await self._pages(command, session)
         except (Deferred, Cancelled):
             raise
         except ConflictError:
@@ -207,13 +262,11 @@ class Engine:
             raise
 
     async def apply_webhook(
-        self, user_id: str, provider: str, event_id: str, object_id: str, action: str
+        self, user_id: str, source: Source, event_id: str, object_id: str, action: str
     ) -> Session | None:
         """A webhook's one object, refetched (a webhook is a hint, not data) or deleted,
         as a one-page session written in one transaction; None for a duplicate event."""
-        source = self.sources.get(provider)
-        if source is None:
-            raise _unsupported(provider)
+        provider = source.provider
         now = self.clock.now()
         session = sessions.start(
             sessions.new(
@@ -222,7 +275,11 @@ class Engine:
                 provider=provider,
                 kind=SessionKind.WEBHOOK,
                 now=now,
-                checkpoint={"object_id": object_id, "action": action},
+                checkpoint={
+                    "object_id": object_id,
+                    "action": action,
+                    TYPE_KEY: source.data_type,
+                },
             ),
             now,
         )
@@ -266,19 +323,22 @@ class Engine:
         last = await sync_state.last_synced_at(self.pool, command.user_id, command.provider)
         return last is None or self.clock.now() - last >= self.app_focus_min_age
 
-    async def _open(self, command: SyncRequested, source: Source, session_id: uuid.UUID) -> Session:
+    async def _open(
+        self, command: SyncRequested, chosen: Sequence[Source], session_id: uuid.UUID
+    ) -> Session:
         now = self.clock.now()
         session = await session_store.load(self.pool, session_id)
         if session is None:
+            first, *rest = chosen
             async with self.pool.acquire() as conn:
-                newest = await source.newest_stored(conn, command.user_id)
+                checkpoint = await self._start_type(conn, command, first, rest, 0, now)
             fresh = sessions.new(
                 id=session_id,
                 user_id=command.user_id,
                 provider=command.provider,
                 kind=SessionKind(command.kind),
                 now=now,
-                checkpoint=source.initial_checkpoint(command, newest, now),
+                checkpoint=checkpoint,
             )
             try:
                 session = await session_store.create(self.pool, fresh)
@@ -290,7 +350,8 @@ class Engine:
             return session
         if session.state is SessionState.INITIATED:
             session = sessions.start(session, now)
-            await sync_state.attempt(self.pool, session, source.data_type, now)
+            for source in chosen:
+                await sync_state.attempt(self.pool, session, source.data_type, now)
         elif session.state is SessionState.FAILED:
             session = _back_to_fetching(sessions.retry(session, now), now)
         elif session.state is SessionState.RETRYING:
@@ -300,29 +361,81 @@ class Engine:
             session = _back_to_fetching(session, now)
         return await session_store.save(self.pool, session)
 
-    async def _pages(self, command: SyncRequested, source: Source, session: Session) -> Session:
+    async def _start_type(
+        self,
+        conn: Conn,
+        command: SyncRequested,
+        source: Source,
+        rest: Sequence[Source],
+        stored_before: int,
+        now: datetime,
+    ) -> dict[str, Any]:
+        """The checkpoint that starts ``source``'s pages, with the engine's own keys."""
+        newest = await source.newest_stored(conn, command.user_id)
+        return {
+            **source.initial_checkpoint(command, newest, now),
+            TYPE_KEY: source.data_type,
+            NEXT_KEY: [s.data_type for s in rest],
+            STORED_KEY: stored_before,
+        }
+
+    def _current(self, session: Session) -> tuple[Source, dict[str, Any]]:
+        """The source a session is on and its own part of the checkpoint."""
+        checkpoint = {k: v for k, v in session.checkpoint.items() if k not in ENGINE_KEYS}
+        data_type = session.checkpoint.get(TYPE_KEY)
+        source = None
+        if data_type is not None:
+            source = self.sources.get(session.provider, str(data_type))
+        elif len(self.sources.of(session.provider)) == 1:
+            source = self.sources.of(session.provider)[0]
+        if source is None:
+            raise PermanentError(
+                f"session {session.id} is on {session.provider}/{data_type}, "
+                "which this worker does not sync"
+            )
+        return source, checkpoint
+
+    async def _pages(self, command: SyncRequested, session: Session) -> Session:
         lease = TokenLease(self.tokens, command.user_id, command.provider)
         priority = command.priority
         while True:
             if not await sync_state.is_active(self.pool, command.user_id, command.provider):
                 await self._cancel(session)
                 raise Cancelled(f"{command.provider} connection of {command.user_id} is gone")
+            source, own = self._current(session)
             await self._wait_for_budget(session, source, priority)
-            page = await source.fetch(lease, dict(session.checkpoint))
+            page = await source.fetch(lease, own)
             now = self.clock.now()
-            if page.last and not page.items:
-                return await self._complete(command, source, session, page, now)
+            engine_keys = {k: v for k, v in session.checkpoint.items() if k in ENGINE_KEYS}
+            checkpoint = {**page.checkpoint, **engine_keys}
+            following = _following(session)
+            has_rows = bool(page.items or page.filtered)
+            if page.last and not has_rows and not following:
+                # The empty page that ends the list: its cursor is kept for the record.
+                return await self._complete(command, source, session, checkpoint, page, now)
             async with self.pool.acquire() as conn:
+                stored = Stored()
+                prepared: Sequence[Any] = ()
                 session = sessions.advance(session, Phase.ENRICHING, now)
-                prepared = await source.enrich(conn, command.user_id, page.items)
+                if has_rows:
+                    prepared = await source.enrich(conn, command.user_id, page.items)
                 session = sessions.advance(session, Phase.STORING, self.clock.now())
                 async with conn.transaction():
-                    stored = await source.store(
-                        conn, command.user_id, prepared, now, filtered=page.filtered
-                    )
+                    if has_rows:
+                        stored = await source.store(
+                            conn, command.user_id, prepared, now, filtered=page.filtered
+                        )
+                    if page.last and following:
+                        # This type is done: its freshness is recorded with its last page,
+                        # and the session moves on to the next type's first page.
+                        await self._type_done(conn, session, source, stored, now)
+                        nxt, *rest = self.sources.select(command.provider, following)
+                        checkpoint = await self._start_type(
+                            conn, command, nxt, rest, session.counts.stored + stored.written, now
+                        )
                     session = sessions.page_done(
                         session,
-                        page.checkpoint,
+                        checkpoint,
                         now,
                         fetched=len(page.items) + len(page.filtered) + page.invalid,
                         enriched=len(prepared),
@@ -330,15 +443,24 @@ class Engine:
                         skipped=stored.unchanged + stored.skipped,
                         failed=page.invalid,
                     )
-                    if not page.last:
+                    if not page.last or following:
                         session = sessions.advance(session, Phase.FETCHING, now)
                     session = await session_store.save(self.pool, session, conn=conn)
                     # Inside the transaction: a crash before the commit redoes the page
                     # and republishes under the same id, which JetStream drops.
                     await self._changed(command.provider, source, session, stored, now)
             await self._progress(session, now)
-            if page.last:
-                return await self._complete(command, source, session, None, now)
+            if page.last and not following:
+                return await self._complete(command, source, session, None, None, now)
+
+    async def _type_done(
+        self, conn: Conn, session: Session, source: Source, stored: Stored, now: datetime
+    ) -> None:
+        before = _stored_before(session)
+        records = session.counts.stored + stored.written - before
+        await sync_state.succeeded(
+            conn, session, source.data_type, now, records=records, connection=False
+        )
 
     async def _wait_for_budget(
         self, session: Session, source: Source, priority: str, *, defer: bool = True
@@ -363,16 +485,19 @@ class Engine:
         command: SyncRequested,
         source: Source,
         session: Session,
+        checkpoint: dict[str, Any] | None,
         page: FetchedPage | None,
         now: datetime,
     ) -> Session:
-        if page is not None:
-            # The empty page that ends the list: its cursor is kept for the record.
-            session = sessions.page_done(session, page.checkpoint, now, failed=page.invalid)
+        if page is not None and checkpoint is not None:
+            session = sessions.page_done(session, checkpoint, now, failed=page.invalid)
         session = sessions.complete(session, now)
         async with self.pool.acquire() as conn, conn.transaction():
             session = await session_store.save(self.pool, session, conn=conn)
-            await sync_state.succeeded(conn, session, source.data_type, now)
+            before = _stored_before(session)
+            await sync_state.succeeded(
+                conn, session, source.data_type, now, records=session.counts.stored - before
+            )
         c = session.counts
         await self.publish(
             subjects.sync_event("completed", command.provider),
@@ -407,8 +532,12 @@ class Engine:
             session = await session_store.save(self.pool, session)
         except ConflictError:
             return
-        data_type = self.sources[command.provider].data_type
-        await sync_state.failed(self.pool, session, data_type, now)
+        # The type it failed on and the ones it never reached; earlier types succeeded.
+        current = session.checkpoint.get(TYPE_KEY)
+        failed_types = [str(current), *_following(session)] if current else []
+        failed_types = failed_types or [s.data_type for s in self.sources.of(command.provider)]
+        for data_type in failed_types:
+            await sync_state.failed(self.pool, session, data_type, now)
         if session.terminal:
             assert session.error is not None
             await self.publish(
@@ -473,6 +602,17 @@ class Engine:
         )
 
 
+def _following(session: Session) -> list[str]:
+    """The data types the session still has to run after the current one."""
+    rest = session.checkpoint.get(NEXT_KEY)
+    return [str(t) for t in rest] if isinstance(rest, list) else []
+
+
+def _stored_before(session: Session) -> int:
+    value = session.checkpoint.get(STORED_KEY)
+    return value if isinstance(value, int) else 0
+
+
 def _back_to_fetching(session: Session, now: datetime) -> Session:
     """Into FETCHING through the legal transitions: the data of the page that was in
     flight is gone, and the checkpoint says which page to fetch again."""
@@ -500,6 +640,7 @@ __all__ = [
     "FetchedPage",
     "Publisher",
     "Source",
+    "Sources",
     "Stored",
     "session_id_for",
 ]

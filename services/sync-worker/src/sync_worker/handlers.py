@@ -102,8 +102,8 @@ def register(
     async def webhook_received(event: WebhookReceived) -> None:
         w = worker()
         provider = event.provider
-        source = w.engine.sources.get(provider)
-        if source is None or event.kind not in source.webhook_kinds:
+        source = w.engine.sources.for_webhook(provider, event.kind)
+        if source is None:
             # Not ours to sync yet: refuse loudly (dead letter, replayable), never drop.
             raise PermanentError(f"no sync for {event.provider} {event.kind} webhooks")
         if event.owner_id is None or event.object_id is None:
@@ -116,7 +116,7 @@ def register(
             return
         await w.engine.apply_webhook(
             connection.user_id,
-            provider,
+            source,
             event.event_id,
             event.object_id,
             "delete" if event.action == "delete" else "fetch",

@@ -101,9 +101,7 @@ async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) 
     }
     known = await sync_state.statuses(engine.pool, ask.user_id)
     wanted = {
-        (source.provider, source.data_type)
-        for source in engine.sources.values()
-        if source.provider in known
+        (source.provider, source.data_type) for source in engine.sources if source.provider in known
     } | set(entries)
     statuses = []
     for provider, data_type in sorted(wanted):
@@ -172,8 +170,8 @@ async def _run(engine: Engine, command: SyncRequested) -> None:
 
 
 async def data(engine: Engine, ask: DataQuery) -> DataReply:
-    source = engine.sources.get(ask.provider)
-    if source is None or source.data_type != ask.data_type:
+    source = engine.sources.get(ask.provider, ask.data_type)
+    if source is None:
         raise PermanentError(
             f"sync-worker does not serve {ask.provider}/{ask.data_type} yet",
             details={"provider": ask.provider, "data_type": ask.data_type},
@@ -237,7 +235,8 @@ async def _last_success(engine: Engine, ask: DataQuery) -> datetime | None:
 
 
 async def _rows(engine: Engine, ask: DataQuery) -> list[dict[str, Any]]:
-    source = engine.sources[ask.provider]
+    source = engine.sources.get(ask.provider, ask.data_type)
+    assert source is not None  # data() checked it
     async with engine.pool.acquire() as conn:
         return await source.read(
             conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
@@ -258,8 +257,8 @@ async def cancel_running(engine: Engine, user_id: str, provider: str) -> int:
 
 
 async def purge(engine: Engine, user_id: str, provider: str) -> int:
-    source = engine.sources.get(provider)
-    if source is None:
-        return 0
+    purged = 0
     async with engine.pool.acquire() as conn:
-        return await source.purge(conn, user_id)
+        for source in engine.sources.of(provider):
+            purged += await source.purge(conn, user_id)
+    return purged

@@ -213,7 +213,17 @@ async def attempt(db: Db, session: Session, data_type: str, now: datetime) -> No
     )
 
 
-async def succeeded(db: Db, session: Session, data_type: str, now: datetime) -> None:
+async def succeeded(
+    db: Db,
+    session: Session,
+    data_type: str,
+    now: datetime,
+    *,
+    records: int | None = None,
+    connection: bool = True,
+) -> None:
+    """``connection``: the whole session is done, so the connection counts as synced
+    (one type of several finishing does not make the connection fresh)."""
     await db.execute(
         """
         INSERT INTO sync_log (user_id, provider, data_type, last_attempt_at, last_success_at,
@@ -229,9 +239,11 @@ async def succeeded(db: Db, session: Session, data_type: str, now: datetime) -> 
         session.provider,
         data_type,
         now,
-        session.counts.stored,
+        session.counts.stored if records is None else records,
         session.id,
     )
+    if not connection:
+        return
     await db.execute(
         "UPDATE connections SET last_synced_at = $3 WHERE user_id = $1 AND provider = $2 "
         "AND (last_synced_at IS NULL OR last_synced_at < $3)",
