@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 import aiohttp
 import asyncpg
 import calendar_sync
+import nats
 from calendar_sync.app import CalendarApp, build_app
 from calendar_sync.settings import CalendarSyncSettings
 from faststream.nats import NatsBroker
@@ -281,10 +282,12 @@ async def service(
     *,
     webhook_url: str = "",
     sandbox: tuple[Sandbox, str] | None = None,
+    fresh_streams: bool = True,
     **overrides: Any,
 ) -> AsyncIterator[Service]:
-    """calendar-sync's app with fresh streams and tables; ``webhook_url`` (the gateway's
-    push route) turns push channels on."""
+    """calendar-sync's app with fresh tables (and streams, unless the caller provisioned
+    them for a gateway it started first); ``webhook_url`` (the gateway's push route) turns
+    push channels on."""
     await migrated(database_url)
     clock = ManualClock(datetime.now(UTC))
     events = token_harness.Events()
@@ -292,7 +295,11 @@ async def service(
         if sandbox is None:
             sandbox = await exits.enter_async_context(sandbox_server())
         box, sandbox_url = sandbox
-        nc = await exits.enter_async_context(token_harness.fresh_streams(nats_url))
+        if fresh_streams:
+            nc = await exits.enter_async_context(token_harness.fresh_streams(nats_url))
+        else:
+            nc = await nats.connect(nats_url)
+            exits.push_async_callback(nc.drain)
         for subject in RECORDED:
             await nc.subscribe(subject, cb=events.on_message)
         admin = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
