@@ -8,6 +8,7 @@ the genuine token and refuses a forged one; revoking stops it all, reconnecting 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -221,8 +222,8 @@ async def test_revoke_stops_sync_and_reconnect_restores_it(w: World) -> None:
     # it: without its KV entry the gateway refuses it.
     lists = w.listings()
     added = await w.edit_on_google(ANN, "While revoked")
-    webhooks = svc.sandbox.stats.webhooks
-    await eventually(lambda: webhooks.get("google_calendar", {}).get("status_403", 0) == 1)
+    stats = svc.sandbox.stats
+    await eventually(lambda: stats.webhooks.get("google_calendar", Counter())["status_403"] == 1)
     assert before["channel_id"] in [c["id"] for c in await svc.channels()]
     assert await w.push(before["channel_id"], before["channel_token"], 10**6) == 403
     svc.advance(2 * HOUR)
