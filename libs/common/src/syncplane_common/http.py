@@ -245,7 +245,6 @@ async def call(
     (:mod:`syncplane_common.provider_metrics`); ``operation`` names the endpoint, never
     a URL."""
     started = time.perf_counter()
-    status: int | None = None
     try:
         async with session.request(
             method,
@@ -259,9 +258,10 @@ async def call(
             raw = await response.read()
             status, received = response.status, dict(response.headers)
     except (aiohttp.ClientError, TimeoutError) as err:
+        provider_metrics.observe(provider, operation, None, time.perf_counter() - started)
         raise_for_transport(err)
-    finally:
-        provider_metrics.observe(provider, operation, status, time.perf_counter() - started)
+    # A cancelled call is neither an answer nor the provider's failure: not counted.
+    provider_metrics.observe(provider, operation, status, time.perf_counter() - started)
     try:
         # json.loads, not a float-happy decoder: ids stay exact Python ints.
         body = json.loads(raw) if raw else None
