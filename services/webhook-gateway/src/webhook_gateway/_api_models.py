@@ -1,10 +1,9 @@
 """The app API's own models: path / query / body of each route, what it answers, and the
 provisional request bodies of the subjects whose owners have no contract yet.
 
-Provisional (``calendar.events.*``,
-``token.connections.stats``, ``sync.background.run``): the gateway sends these bodies and
-passes the owner's reply through unchanged, so the owner decides the reply's shape; when
-the owners publish contracts in ``syncplane_common.contracts`` these move there.
+Provisional (``calendar.events.*``): the gateway sends these bodies and passes the
+owner's reply through unchanged, so the owner decides the reply's shape; when the owners
+publish contracts in ``syncplane_common.contracts`` these move there.
 """
 
 from __future__ import annotations
@@ -39,8 +38,6 @@ CALENDAR_EVENTS_CREATE = "calendar.events.create"
 CALENDAR_EVENTS_UPDATE = "calendar.events.update"
 CALENDAR_EVENTS_DELETE = "calendar.events.delete"
 CALENDAR_EVENTS_QUERY = "calendar.events.query"
-CONNECTIONS_STATS = "token.connections.stats"
-SYNC_BACKGROUND_RUN = "sync.background.run"
 
 
 class Strict(BaseModel):
@@ -318,22 +315,11 @@ class Overview(BaseModel):
     )
 
 
-class ConnectionsStats(Contract):
-    """Provisional request body of ``token.connections.stats`` (connection counts)."""
-
-
 class BackgroundSyncBody(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     sync_type: Literal["quick", "full"] = Field("quick", alias="syncType")
     max_users: int | None = Field(None, ge=1, le=100_000, alias="maxUsers")
-
-
-class BackgroundSyncRun(Contract):
-    """Provisional request body of ``sync.background.run`` (sync-worker's due list)."""
-
-    sync_type: Literal["quick", "full"]
-    max_users: int | None = None
 
 
 class SubscriptionResult(BaseModel):
