@@ -157,6 +157,10 @@ async def console_static(call: Call) -> web.StreamResponse:
     )
 
 
+def _see_console() -> web.Response:
+    return web.Response(status=303, headers={"Location": "/admin"})
+
+
 async def console_login(call: Call) -> web.StreamResponse:
     form = await call.request.post()
     token = str(form.get("token", "")).strip()
@@ -166,7 +170,7 @@ async def console_login(call: Call) -> web.StreamResponse:
         return _html(_console_html.login_page(err.message), 401)
     if not principal.admin:
         return _html(_console_html.forbidden_page(principal.subject), 403)
-    response = web.HTTPSeeOther("/admin")
+    response = _see_console()
     response.set_cookie(
         COOKIE,
         token,
@@ -180,7 +184,7 @@ async def console_login(call: Call) -> web.StreamResponse:
 
 async def console_logout(call: Call) -> web.StreamResponse:
     # Signing out needs no CSRF check: the worst a forged one does is sign you out.
-    response = web.HTTPSeeOther("/admin")
+    response = _see_console()
     response.del_cookie(COOKIE, path="/admin")
     return response
 
