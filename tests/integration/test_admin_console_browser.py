@@ -85,7 +85,7 @@ async def test_console_in_chromium(console: Console) -> None:
                         text = (await stored_cell.text_content()) or ""
                         if text and (not seen or seen[-1] != text):
                             seen.append(text)
-                        state = await row.get_attribute("data-state")
+                        state: str | None = await row.get_attribute("data-state")
                         return state == "completed"
                     return False
 
@@ -114,8 +114,6 @@ async def test_console_in_chromium(console: Console) -> None:
 
             shot = os.environ.get("SYNCPLANE_CONSOLE_SCREENSHOT")
             if shot:
-                await page.reload()
-                await page.wait_for_selector("#live[data-state=open]")
                 Path(shot).parent.mkdir(parents=True, exist_ok=True)
                 await page.screenshot(path=shot, full_page=True)
         finally:

@@ -112,7 +112,9 @@ def _budgets(data: BudgetsReply, now: datetime, _: str) -> str:
 
 def session_row(s: SyncSessionSummary, now: datetime) -> str:
     pages = f"{s.pages_done}" + (f" / {s.pages_expected}" if s.pages_expected else "")
-    state = s.state + (f" ({s.phase})" if s.phase and s.phase != s.state else "")
+    # A finished session keeps the phase it was last in; only a running one's phase says much.
+    running = s.finished_at is None and s.state not in ("completed", "cancelled")
+    state = s.state + (f" ({s.phase})" if running and s.phase and s.phase != s.state else "")
     return (
         f'<tr id="session-{e(s.session_id)}" data-state="{e(s.state)}">'
         f'<td title="{e(s.session_id)}">{e(s.session_id[:8])}</td><td>{e(s.user_id)}</td>'
