@@ -1,11 +1,5 @@
-"""The app API's own models: path / query / body of each route, what it answers, and the
-provisional request bodies of the subjects whose owners have no contract yet.
-
-Provisional (``token.connections.stats``, ``sync.background.run``): the gateway sends
-these bodies and passes the owner's reply through unchanged, so the owner decides the
-reply's shape; when the owners publish contracts in ``syncplane_common.contracts`` these
-move there (``calendar.events.*`` did).
-"""
+"""The app API's own models: path / query / body of each route and what it answers. The
+bodies sent to other services are their contracts in ``syncplane_common.contracts``."""
 
 from __future__ import annotations
 
@@ -16,7 +10,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, mo
 from syncplane_common.contracts import (
     CalendarEventBody,
     ConnectionView,
-    Contract,
     ProviderName,
     Reply,
     UserId,
@@ -31,10 +24,6 @@ DATA_TYPES: dict[str, tuple[str, ...]] = {
     "whoop": ("recovery", "sleep", "cycle", "workout"),
     "google_calendar": ("events",),
 }
-
-# Subjects without a constant in syncplane_common.subjects yet.
-CONNECTIONS_STATS = "token.connections.stats"
-SYNC_BACKGROUND_RUN = "sync.background.run"
 
 
 class Strict(BaseModel):
@@ -276,22 +265,11 @@ class Overview(BaseModel):
     )
 
 
-class ConnectionsStats(Contract):
-    """Provisional request body of ``token.connections.stats`` (connection counts)."""
-
-
 class BackgroundSyncBody(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     sync_type: Literal["quick", "full"] = Field("quick", alias="syncType")
     max_users: int | None = Field(None, ge=1, le=100_000, alias="maxUsers")
-
-
-class BackgroundSyncRun(Contract):
-    """Provisional request body of ``sync.background.run`` (sync-worker's due list)."""
-
-    sync_type: Literal["quick", "full"]
-    max_users: int | None = None
 
 
 class SubscriptionResult(BaseModel):
