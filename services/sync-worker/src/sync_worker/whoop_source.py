@@ -154,7 +154,8 @@ class WhoopCollection:
         rows = await store_whoop.recent(
             conn, user_id, self.kind, since=start, until=end, limit=limit
         )
-        return [_row(r) for r in rows]
+        key = store_whoop.TABLES[self.kind].key.name
+        return [_row(r, key) for r in rows]
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await store_whoop.delete_user(conn, user_id, self.kind)
@@ -172,15 +173,17 @@ class WhoopCollection:
         return Stored(deleted=tuple(gone))
 
 
-def _row(stored: StoredRow) -> dict[str, Any]:
-    """A stored record as a smart read answers it: WHOOP's id, the typed columns (instants
-    as RFC 3339) and the record exactly as WHOOP sent it."""
+def _row(stored: StoredRow, key: str) -> dict[str, Any]:
+    """A stored record as a smart read answers it: WHOOP's id (as ``id`` and under its
+    column name), the typed columns (instants as RFC 3339) and the record exactly as WHOOP
+    sent it."""
     columns = {
         name: value.isoformat() if isinstance(value, datetime) else value
         for name, value in stored.columns.items()
     }
     return {
         "id": stored.key,
+        key: stored.key,
         **columns,
         "record": stored.raw,
         "synced_at": stored.updated_at.isoformat(),
