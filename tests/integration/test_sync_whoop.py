@@ -181,9 +181,7 @@ async def test_a_backfill_runs_all_four_types_in_one_session(env: tuple[Stack, E
         assert log[data_type]["status"] == "success"
         assert log[data_type]["records_synced"] == count
         assert log[data_type]["session_id"] == session["id"]
-        added = [
-            i for e in seen.of(f"records.changed.whoop.{data_type}", user) for i in e["added"]
-        ]
+        added = [i for e in seen.of(f"records.changed.whoop.{data_type}", user) for i in e["added"]]
         assert len(added) == len(set(added)) == count
         total += count
     assert done["stored"] == total
@@ -346,9 +344,7 @@ async def test_webhooks_refetch_skip_unchanged_and_delete(env: tuple[Stack, Even
     ]
     # The unchanged refetch published nothing: one update, then the deletion.
     assert sleeps == [((), (sleep_id,), ()), ((), (), (sleep_id,))]
-    (recovery_gone,) = [
-        e for e in seen.of("records.changed.whoop.recovery", user) if e["deleted"]
-    ]
+    (recovery_gone,) = [e for e in seen.of("records.changed.whoop.recovery", user) if e["deleted"]]
     assert recovery_gone["deleted"] == [sleep_id]
 
 
