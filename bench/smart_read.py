@@ -306,9 +306,7 @@ async def _nothing(subject: str, message: Any, msg_id: str) -> None:
 
 @asynccontextmanager
 async def _sandbox() -> AsyncIterator[tuple[Any, str]]:
-    config = SandboxConfig(
-        strava=AppCredentials("1", "s"), whoop=AppCredentials("w", "s"), seed=7
-    )
+    config = SandboxConfig(strava=AppCredentials("1", "s"), whoop=AppCredentials("w", "s"), seed=7)
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

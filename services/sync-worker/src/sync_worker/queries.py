@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from syncplane_common.contracts import (
     DataQuery,
@@ -46,6 +46,9 @@ from syncplane_common.errors import (
 
 from sync_worker import session_store, sessions, sync_state
 from sync_worker.engine import Cancelled, Deferred, Engine, Source
+
+if TYPE_CHECKING:
+    from sync_worker.engine import Conn
 
 log = logging.getLogger(__name__)
 
@@ -263,14 +266,18 @@ async def data(engine: Engine, ask: DataQuery, freshness: Freshness, flights: Fl
             details={"provider": ask.provider, "data_type": ask.data_type},
         )
     threshold = freshness.threshold(ask.provider, ask.data_type)
-    last = await _last_success(engine, ask)
-    age = _age(last, engine.clock.now())
-    if not ask.force_refresh and age is not None and age < threshold:
-        rows = await _rows(engine, source, ask)
-        return DataReply(
-            status="success",
-            data=tuple(rows),
-            metadata={
+    # The hot path (a fresh cache) takes one pooled connection for both of its reads.
+    async with engine.pool.acquire() as conn:
+        last = await sync_state.last_success(conn, ask.user_id, ask.provider, ask.data_type)
+        age = _age(last, engine.clock.now())
+        fresh = not ask.force_refresh and age is not None and age < threshold
+        rows = await _read(conn, source, ask) if fresh else []
+    if fresh:
+        assert age is not None
+        return _answer(
+            "success",
+            rows,
+            {
                 "source": "cache",
                 "record_count": len(rows),
                 "last_sync_at": _iso(last),
@@ -289,10 +296,10 @@ async def data(engine: Engine, ask: DataQuery, freshness: Freshness, flights: Fl
     rows = await _rows(engine, source, ask)
     synced = await _last_success(engine, ask)
     since = _age(synced, engine.clock.now())
-    return DataReply(
-        status="success",
-        data=tuple(rows),
-        metadata={
+    return _answer(
+        "success",
+        rows,
+        {
             "source": f"{ask.provider}_api",
             "record_count": len(rows),
             "synced_at": _iso(synced),
@@ -331,10 +338,10 @@ async def _stale(
         "smart read served stale cache",
         extra={"user_id": ask.user_id, "provider": ask.provider, "error": err.message},
     )
-    return DataReply(
-        status="success_with_warning",
-        data=tuple(rows),
-        metadata={
+    return _answer(
+        "success_with_warning",
+        rows,
+        {
             "source": "stale_cache",
             "record_count": len(rows),
             "last_sync_at": _iso(last),
@@ -356,11 +363,25 @@ async def _last_success(engine: Engine, ask: DataQuery) -> datetime | None:
     return await sync_state.last_success(engine.pool, ask.user_id, ask.provider, ask.data_type)
 
 
+def _answer(
+    status: Literal["success", "success_with_warning"],
+    rows: list[dict[str, Any]],
+    metadata: dict[str, Any],
+) -> DataReply:
+    # Built from our own rows: validating every nested value again costs a read's worth
+    # of CPU at a thousand reads a second, for nothing.
+    return DataReply.model_construct(status=status, data=tuple(rows), metadata=metadata)
+
+
 async def _rows(engine: Engine, source: Source, ask: DataQuery) -> list[dict[str, Any]]:
     async with engine.pool.acquire() as conn:
-        return await source.read(
-            conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
-        )
+        return await _read(conn, source, ask)
+
+
+async def _read(conn: Conn, source: Source, ask: DataQuery) -> list[dict[str, Any]]:
+    return await source.read(
+        conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
+    )
 
 
 async def cancel_running(engine: Engine, user_id: str, provider: str) -> int:
