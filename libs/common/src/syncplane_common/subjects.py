@@ -67,6 +67,8 @@ STRAVA_SUBSCRIPTION_ENSURE = "token.strava.subscription.ensure"
 DATA_QUERY = "data.query"
 SYNC_STATUS_GET = "sync.status.get"
 SYNC_SESSION_GET = "sync.session.get"
+SYNC_FIT_RUNS_GET = "sync.fit_runs.get"
+SYNC_TIME_ZONE_SET = "sync.time_zone.set"
 CALENDAR_EVENTS = "calendar.events.*"
 CALENDAR_EVENTS_LIST = "calendar.events.list"
 CALENDAR_EVENTS_GET = "calendar.events.get"
@@ -307,6 +309,8 @@ SERVICES: tuple[ServiceChannels, ...] = (
             DATA_QUERY,
             SYNC_STATUS_GET,
             SYNC_SESSION_GET,
+            SYNC_FIT_RUNS_GET,
+            SYNC_TIME_ZONE_SET,
             *CALENDAR_EVENTS_SUBJECTS,
         ),
     ),
@@ -332,7 +336,13 @@ SERVICES: tuple[ServiceChannels, ...] = (
             "records.changed.>",
         ),
         consumes=("sync-worker-webhooks", "sync-worker-requests", "sync-worker-lifecycle"),
-        replies=(DATA_QUERY, SYNC_STATUS_GET, SYNC_SESSION_GET),
+        replies=(
+            DATA_QUERY,
+            SYNC_STATUS_GET,
+            SYNC_SESSION_GET,
+            SYNC_FIT_RUNS_GET,
+            SYNC_TIME_ZONE_SET,
+        ),
         requests=(TOKEN_GET,),
     ),
     ServiceChannels(
