@@ -262,7 +262,8 @@ async def test_a_valid_token_is_served_without_calling_the_provider(s: Stack) ->
     second = await s.token(uid, "whoop", min_valid_seconds=300)
     assert first.access_token == second.access_token
     assert first.expires_at is not None
-    assert not first.refreshed and not second.refreshed
+    assert not first.refreshed
+    assert not second.refreshed
     assert await refreshes(s, "whoop") == before
 
 
