@@ -70,10 +70,10 @@ def test_google_fit_has_one_minute_window_from_the_setting() -> None:
 
 
 def test_settings_refuse_an_unknown_default_zone() -> None:
-    base = {"nats_url": "nats://127.0.0.1:1", "database_url": "postgresql://x@127.0.0.1/x"}
-    assert SyncWorkerSettings(**base).default_time_zone == "UTC"
+    nats, db = "nats://127.0.0.1:1", "postgresql://x@127.0.0.1/x"
+    assert SyncWorkerSettings(nats_url=nats, database_url=db).default_time_zone == "UTC"
     with pytest.raises(ValidationError, match="IANA"):
-        SyncWorkerSettings(**base, default_time_zone="Mars/Olympus")
+        SyncWorkerSettings(nats_url=nats, database_url=db, default_time_zone="Mars/Olympus")
 
 
 def test_token_reply_says_refreshed_only_when_told() -> None:
