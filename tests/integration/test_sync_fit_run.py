@@ -20,6 +20,8 @@ from sync_worker.fit_run import FitRun
 from syncplane_common import rpc, subjects
 from syncplane_common.clock import ManualClock
 from syncplane_common.contracts import (
+    DataQuery,
+    DataReply,
     FitRunsGet,
     FitRunsReply,
     FitRunSummary,
@@ -248,6 +250,20 @@ async def test_one_run_over_every_kind_of_user_has_exact_figures(
     stored = await daily_rows(s, "fit-day")
     assert date.fromisoformat(first_day) in stored
 
+    # What the run stored is what a smart read answers, newest first, from the store.
+    ask = DataQuery(user_id="fit-ok1", provider=FIT, data_type="daily", limit=3)
+    read = await rpc.request(s.broker, subjects.DATA_QUERY, ask, DataReply)
+    assert read.metadata["source"] == "cache"
+    today = s.clock.now().date()
+    assert [r["date"] for r in read.data] == [
+        (today - timedelta(days=i)).isoformat() for i in range(3)
+    ]
+    assert read.data[1]["steps"] is not None
+    ask = DataQuery(user_id="fit-ok1", provider=FIT, data_type="sessions")
+    read = await rpc.request(s.broker, subjects.DATA_QUERY, ask, DataReply)
+    assert len(read.data) == SESSIONS_SEEDED
+    assert all(r["session_id"] and r["start_at"] for r in read.data)
+
 
 async def _equals(value: Any, expected: Any) -> bool:
     return bool(await value == expected)
@@ -262,6 +278,9 @@ async def test_two_workers_running_at_once_never_sync_a_user_twice(
         await connected(s, seen, user, sessions=0)
     agg_before, list_before = await calls(s)
     await make_due(s, *users)
+    # The generic scheduler leaves Fit connections to the run.
+    assert app.scheduler is not None
+    assert await app.scheduler.tick() == 0
 
     runs = await asyncio.gather(
         fit_run(app, worker="w1", batch_size=2, concurrency=1).run_once(),
