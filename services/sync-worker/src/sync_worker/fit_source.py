@@ -26,6 +26,7 @@ from syncplane_common.errors import CursorInvalidError, PermanentError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_google_fit
+from sync_worker._source_base import TableSource, from_horizon
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.fit_store import TimeZones
 from sync_worker.providers._records import Cursor, CursorPage
@@ -50,7 +51,7 @@ def local_days(now: datetime, time_zone: str, count: int) -> tuple[date, date]:
 
 
 def _plan_days(command: SyncRequested, backfill: int, recent: int, newest: object) -> int:
-    return backfill if command.kind == "backfill" or newest is None else recent
+    return backfill if from_horizon(command, newest) else recent
 
 
 async def _first(pages: AsyncIterator[CursorPage[Any, None]]) -> CursorPage[Any, None]:
@@ -59,10 +60,11 @@ async def _first(pages: AsyncIterator[CursorPage[Any, None]]) -> CursorPage[Any,
     raise CursorInvalidError("the cursor named no window")
 
 
-class GoogleFitDaily:
+class GoogleFitDaily(TableSource):
     provider: ProviderName = "google_fit"
     data_type = "daily"
     webhook_kinds: frozenset[str] = frozenset()  # Fit has no push (§6.1): it is polled
+    table = store_google_fit.DAILY
 
     def __init__(
         self, client: GoogleFitClient, zones: TimeZones, *, days_back: int, backfill_days: int
@@ -112,21 +114,8 @@ class GoogleFitDaily:
             invalid=len(page.invalid),
         )
 
-    async def enrich(
-        self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
-    ) -> Sequence[Any]:
-        return items
-
-    async def store(
-        self,
-        conn: Conn,
-        user_id: str,
-        items: Sequence[Any],
-        now: datetime,
-        *,
-        filtered: Sequence[str] = (),
-    ) -> Stored:
-        days: list[FitDay] = list(items)
+    async def _upsert(self, conn: Conn, user_id: str, items: list[Any], now: datetime) -> Stored:
+        days: list[FitDay] = items
         changes = await store_google_fit.upsert_days(conn, user_id, days, now)
         return Stored(
             added=tuple(d.isoformat() for d in changes.added),
@@ -143,11 +132,10 @@ class GoogleFitDaily:
         )
         return Stored(deleted=tuple(d.isoformat() for d in gone))
 
-    async def read(
+    async def _read(
         self,
         conn: Conn,
         user_id: str,
-        *,
         start: datetime | None,
         end: datetime | None,
         limit: int,
@@ -161,14 +149,12 @@ class GoogleFitDaily:
         )
         return [_row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows]
 
-    async def purge(self, conn: Conn, user_id: str) -> int:
-        return await _purge(conn, store_google_fit.DAILY.name, user_id)
 
-
-class GoogleFitSessions:
+class GoogleFitSessions(TableSource):
     provider: ProviderName = "google_fit"
     data_type = "sessions"
     webhook_kinds: frozenset[str] = frozenset()
+    table = store_google_fit.SESSIONS
 
     def __init__(self, client: GoogleFitClient, *, days_back: int, backfill_days: int) -> None:
         self.client = client
@@ -186,11 +172,6 @@ class GoogleFitSessions:
         start = now - timedelta(days=days)
         return {"stream": "sessions_window", "start": start.isoformat(), "end": now.isoformat()}
 
-    async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None:
-        rows = await store_google_fit.recent_sessions(conn, user_id, limit=1)
-        at = rows[0].at if rows else None
-        return at if isinstance(at, datetime) else None
-
     async def fetch(self, lease: TokenLease, checkpoint: dict[str, Any]) -> FetchedPage:
         try:
             start = datetime.fromisoformat(str(checkpoint["start"]))
@@ -207,21 +188,8 @@ class GoogleFitSessions:
             invalid=len(page.invalid),
         )
 
-    async def enrich(
-        self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
-    ) -> Sequence[Any]:
-        return items
-
-    async def store(
-        self,
-        conn: Conn,
-        user_id: str,
-        items: Sequence[Any],
-        now: datetime,
-        *,
-        filtered: Sequence[str] = (),
-    ) -> Stored:
-        sessions: list[FitSession] = list(items)
+    async def _upsert(self, conn: Conn, user_id: str, items: list[Any], now: datetime) -> Stored:
+        sessions: list[FitSession] = items
         changes = await store_google_fit.upsert_sessions(conn, user_id, sessions, now)
         return Stored(
             added=changes.added,
@@ -236,11 +204,10 @@ class GoogleFitSessions:
         gone = await store_google_fit.delete_sessions(conn, user_id, list(object_ids))
         return Stored(deleted=tuple(gone))
 
-    async def read(
+    async def _read(
         self,
         conn: Conn,
         user_id: str,
-        *,
         start: datetime | None,
         end: datetime | None,
         limit: int,
@@ -250,20 +217,8 @@ class GoogleFitSessions:
         )
         return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows]
 
-    async def purge(self, conn: Conn, user_id: str) -> int:
-        return await _purge(conn, store_google_fit.SESSIONS.name, user_id)
-
 
 def _row(columns: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """A stored row as JSON values: instants and dates as ISO 8601."""
     row = {**extra, **columns}
     return {k: v.isoformat() if isinstance(v, date | datetime) else v for k, v in row.items()}
-
-
-async def _purge(conn: Conn, table: str, user_id: str) -> int:
-    gone: int = await conn.fetchval(
-        f"WITH gone AS (DELETE FROM {table} WHERE user_id = $1 RETURNING 1) "  # noqa: S608
-        "SELECT count(*) FROM gone",
-        user_id,
-    )
-    return gone

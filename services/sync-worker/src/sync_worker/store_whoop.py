@@ -29,8 +29,6 @@ __all__ = [
     "Changes",
     "StoredRow",
     "delete",
-    "delete_user",
-    "newest",
     "recent",
     "upsert",
 ]
@@ -245,13 +243,3 @@ async def recent(
         db, TABLES[kind], user_id, since=since, until=until, limit=limit
     )
     return [replace(r, key=str(r.key)) for r in rows]
-
-
-async def newest(db: Db, user_id: str, kind: Kind) -> datetime | None:
-    """The newest stored record's instant (a span's start, a recovery's creation)."""
-    value: datetime | None = await store_records.newest(db, TABLES[kind], user_id)
-    return value
-
-
-async def delete_user(db: Db, user_id: str, kind: Kind) -> int:
-    return await store_records.delete_user(db, TABLES[kind], user_id)

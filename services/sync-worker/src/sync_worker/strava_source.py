@@ -23,6 +23,7 @@ from syncplane_common.errors import NotFoundError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import strava_store
+from sync_worker._source_base import walk_start
 from sync_worker.budget import RateBudget, strava_observed
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.enrichment.activities import ActivityEnricher
@@ -64,15 +65,12 @@ class StravaActivities:
     def initial_checkpoint(
         self, command: SyncRequested, newest_stored: datetime | None, now: datetime
     ) -> dict[str, Any]:
-        if command.kind == "backfill" or newest_stored is None:
-            since = command.since or self.backfill_since
-            return {"mode": "backfill", "page": 1, "after": _epoch(since), "before": _epoch(now)}
-        return {
-            "mode": "incremental",
-            "page": 1,
-            "after": _epoch(newest_stored - self.overlap),
-            "before": None,
-        }
+        after, backfill = walk_start(
+            command, newest_stored, backfill_since=self.backfill_since, overlap=self.overlap
+        )
+        if backfill:
+            return {"mode": "backfill", "page": 1, "after": _epoch(after), "before": _epoch(now)}
+        return {"mode": "incremental", "page": 1, "after": _epoch(after), "before": None}
 
     async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None:
         return await strava_store.newest_start(conn, user_id)

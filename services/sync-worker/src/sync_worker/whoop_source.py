@@ -27,6 +27,7 @@ from syncplane_common.errors import CursorInvalidError, NotFoundError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_whoop
+from sync_worker._source_base import TableSource, walk_start
 from sync_worker.budget import RateBudget, whoop_client_observed
 from sync_worker.engine import FetchedPage, Source, Stored
 from sync_worker.providers._http import utc_millis
@@ -50,7 +51,7 @@ def _text(value: datetime | None) -> str | None:
     return None if value is None else utc_millis(value, "WHOOP bounds")
 
 
-class WhoopCollection:
+class WhoopCollection(TableSource):
     provider: ProviderName = "whoop"
 
     def __init__(
@@ -65,6 +66,7 @@ class WhoopCollection:
     ) -> None:
         self.data_type: str = kind
         self.kind: Kind = kind
+        self.table = store_whoop.TABLES[kind]
         # WHOOP sends no cycle events today; the gateway would carry one if it came.
         self.webhook_kinds: frozenset[str] = frozenset({kind})
         self.client = client
@@ -76,14 +78,10 @@ class WhoopCollection:
     def initial_checkpoint(
         self, command: SyncRequested, newest_stored: datetime | None, now: datetime
     ) -> dict[str, Any]:
-        if command.kind == "backfill" or newest_stored is None:
-            start = command.since or self.backfill_since
-        else:
-            start = newest_stored - self.overlap
+        start, _ = walk_start(
+            command, newest_stored, backfill_since=self.backfill_since, overlap=self.overlap
+        )
         return {"start": _text(start), "end": None, "next_token": None}
-
-    async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None:
-        return await store_whoop.newest(conn, user_id, self.kind)
 
     async def fetch(self, lease: TokenLease, checkpoint: dict[str, Any]) -> FetchedPage:
         start, end = _instant(checkpoint.get("start")), _instant(checkpoint.get("end"))
@@ -121,32 +119,18 @@ class WhoopCollection:
         if self.budget is not None and usage is not None:
             await self.budget.observe(self.provider, whoop_client_observed(usage))
 
-    async def enrich(
-        self, conn: Conn, user_id: str, items: Sequence[Any], *, quick: bool = False
-    ) -> Sequence[Any]:
-        return list(items)
-
-    async def store(
-        self,
-        conn: Conn,
-        user_id: str,
-        items: Sequence[Any],
-        now: datetime,
-        *,
-        filtered: Sequence[str] = (),
-    ) -> Stored:
-        changes = await store_whoop.upsert(conn, user_id, self.kind, list(items), now)
+    async def _upsert(self, conn: Conn, user_id: str, items: list[Any], now: datetime) -> Stored:
+        changes = await store_whoop.upsert(conn, user_id, self.kind, items, now)
         return Stored(
             added=changes.added,
             updated=changes.updated,
             unchanged=len(items) - len(changes.added) - len(changes.updated),
         )
 
-    async def read(
+    async def _read(
         self,
         conn: Conn,
         user_id: str,
-        *,
         start: datetime | None,
         end: datetime | None,
         limit: int,
@@ -154,11 +138,8 @@ class WhoopCollection:
         rows = await store_whoop.recent(
             conn, user_id, self.kind, since=start, until=end, limit=limit
         )
-        key = store_whoop.TABLES[self.kind].key.name
+        key = self.table.key.name
         return [_row(r, key) for r in rows]
-
-    async def purge(self, conn: Conn, user_id: str) -> int:
-        return await store_whoop.delete_user(conn, user_id, self.kind)
 
     async def fetch_one(self, lease: TokenLease, object_id: str) -> Any | None:
         try:
