@@ -320,7 +320,7 @@ class Engine:
                     session = await session_store.create(conn, session)
                 except ConflictError:
                     return None  # the same event, handled meanwhile by another delivery
-                await self._changed(provider, source, session, stored, now)
+                await self._changed(source, session, stored, now)
         return session
 
     async def _stale_enough(self, command: SyncRequested) -> bool:
@@ -452,7 +452,7 @@ class Engine:
                     session = await session_store.save(self.pool, session, conn=conn)
                     # Inside the transaction: a crash before the commit redoes the page
                     # and republishes under the same id, which JetStream drops.
-                    await self._changed(command.provider, source, session, stored, now)
+                    await self._changed(source, session, stored, now)
             await self._progress(session, now)
             if page.last and not following:
                 return await self._complete(command, source, session, None, None, now)
@@ -567,23 +567,10 @@ class Engine:
             await session_store.save(self.pool, sessions.cancel(session, self.clock.now()))
 
     async def _changed(
-        self, provider: str, source: Source, session: Session, stored: Stored, now: datetime
+        self, source: Source, session: Session, stored: Stored, now: datetime
     ) -> None:
-        if not (stored.added or stored.updated or stored.deleted):
-            return
-        await self.publish(
-            subjects.records_changed(provider, source.data_type),
-            RecordsChanged(
-                user_id=session.user_id,
-                provider=source.provider,
-                data_type=source.data_type,
-                added=stored.added,
-                updated=stored.updated,
-                deleted=stored.deleted,
-                at=now,
-            ),
-            f"changed:{session.id}:{session.pages_done}",
-        )
+        msg_id = f"changed:{session.id}:{session.pages_done}"
+        await publish_changed(self.publish, source, session.user_id, stored, now, msg_id)
 
     async def _progress(self, session: Session, now: datetime) -> None:
         estimate = sessions.estimate(session, now)
@@ -604,6 +591,28 @@ class Engine:
             ),
             f"progress:{session.id}:{session.pages_done}",
         )
+
+
+async def publish_changed(
+    publish: Publisher, source: Source, user_id: str, stored: Stored, now: datetime, msg_id: str
+) -> None:
+    """``records.changed.<provider>.<type>`` for what a store really changed; nothing when
+    it changed nothing (an unchanged record is news to no one)."""
+    if not (stored.added or stored.updated or stored.deleted):
+        return
+    await publish(
+        subjects.records_changed(source.provider, source.data_type),
+        RecordsChanged(
+            user_id=user_id,
+            provider=source.provider,
+            data_type=source.data_type,
+            added=stored.added,
+            updated=stored.updated,
+            deleted=stored.deleted,
+            at=now,
+        ),
+        msg_id,
+    )
 
 
 def _following(session: Session) -> list[str]:
@@ -646,5 +655,6 @@ __all__ = [
     "Source",
     "Sources",
     "Stored",
+    "publish_changed",
     "session_id_for",
 ]

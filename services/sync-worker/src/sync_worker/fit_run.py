@@ -44,9 +44,8 @@ from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Histogram
-from syncplane_common import subjects
 from syncplane_common.clock import Clock
-from syncplane_common.contracts import FitRunSummary, FitUserError, RecordsChanged
+from syncplane_common.contracts import FitRunSummary, FitUserError
 from syncplane_common.errors import (
     NotConnectedError,
     ReauthRequiredError,
@@ -57,7 +56,7 @@ from syncplane_common.tokens import TokenLease, TokenSource
 
 from sync_worker import fit_store
 from sync_worker.budget import Priority, RateBudget
-from sync_worker.engine import FetchedPage, Publisher, Source, Stored
+from sync_worker.engine import FetchedPage, Publisher, Source, Stored, publish_changed
 from sync_worker.fit_source import GoogleFitDaily, GoogleFitSessions
 from sync_worker.providers.google_fit import ProviderDiscontinuedError
 
@@ -302,26 +301,8 @@ class FitRun:
             )
             # Inside the transaction: a failed publish leaves the rows as they were, so
             # the next run finds them changed again and reports them then.
-            await self._changed(source, user_id, stored, run_id, now)
-
-    async def _changed(
-        self, source: Source, user_id: str, stored: Stored, run_id: uuid.UUID, now: datetime
-    ) -> None:
-        if not (stored.added or stored.updated or stored.deleted):
-            return
-        await self.publish(
-            subjects.records_changed(PROVIDER, source.data_type),
-            RecordsChanged(
-                user_id=user_id,
-                provider=PROVIDER,
-                data_type=source.data_type,
-                added=stored.added,
-                updated=stored.updated,
-                deleted=stored.deleted,
-                at=now,
-            ),
-            f"changed:fit-run:{run_id}:{user_id}:{source.data_type}",
-        )
+            msg_id = f"changed:fit-run:{run_id}:{user_id}:{source.data_type}"
+            await publish_changed(self.publish, source, user_id, stored, now, msg_id)
 
 
 def _summary(
