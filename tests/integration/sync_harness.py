@@ -26,6 +26,13 @@ from tests.integration.token_harness import Events, Stack, role_dsn, serving
 
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 
+# What the Fit daily aggregate reads (steps, calories, distance, heart rate, active
+# minutes) and sleep sessions, which Google lists only with the sleep scope.
+FIT_SCOPES = tuple(
+    f"https://www.googleapis.com/auth/fitness.{kind}.read"
+    for kind in ("activity", "body", "heart_rate", "location", "sleep")
+)
+
 
 async def migrated(admin_dsn: str) -> None:
     await migrate(admin_dsn, "sync-worker", MIGRATIONS)
@@ -46,6 +53,25 @@ def settings_for(stack: Stack, database_url: str, **overrides: Any) -> SyncWorke
     }
     values.update(overrides)
     return SyncWorkerSettings(**values)
+
+
+async def whoop_settings(stack: Stack, database_url: str) -> SyncWorkerSettings:
+    """A worker for many WHOOP backfills in one module. The sandbox's per-app limits (and
+    our budget that follows them) would pace them by the minute; the budget's own pacing
+    has tests of its own. No weather or geocoding, no scheduler tick during a test."""
+    await stack.control(
+        "POST",
+        "/_sandbox/whoop/config",
+        {"rate_limit_per_minute": 100_000, "rate_limit_per_day": 1_000_000},
+    )
+    return settings_for(
+        stack,
+        database_url,
+        scheduler_tick_seconds=3600,
+        whoop_rate_limit="100000,1000000",
+        weather_enabled=False,
+        geocoding_enabled=False,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -127,6 +153,7 @@ async def start_process(settings: SyncWorkerSettings) -> asyncio.subprocess.Proc
 
 
 __all__ = [
+    "FIT_SCOPES",
     "Events",
     "activity_count",
     "build_app",
@@ -138,4 +165,5 @@ __all__ = [
     "sessions_of",
     "settings_for",
     "start_process",
+    "whoop_settings",
 ]

@@ -14,6 +14,7 @@ from sync_worker.app import SyncApp
 from sync_worker.budget import Priority
 
 from tests.integration.sync_harness import (
+    FIT_SCOPES,
     Events,
     build_app,
     eventually,
@@ -27,10 +28,6 @@ from tests.integration.token_harness import Stack, stack
 pytestmark = pytest.mark.integration
 
 FIT = "google_fit"
-SCOPES = tuple(
-    f"https://www.googleapis.com/auth/fitness.{kind}.read"
-    for kind in ("activity", "body", "heart_rate", "location", "sleep")
-)
 LIMIT = 30  # Fit calls a minute, for the whole app
 BACKGROUND = 15  # half of it for backfills and other background work
 USERS = 6  # a backfill is 3 calls (89 days, 1 day, sessions): 18 wanted, 15 allowed
@@ -69,7 +66,9 @@ async def test_a_run_proceeds_while_a_big_backfill_waits_for_the_budget(
         hint = f"{user}@example.com"
         account = s.sandbox.accounts.get_or_create(FIT, hint).id
         await s.control("POST", f"/_sandbox/google_fit/users/{account}/days", {"generate": 10})
-        await s.exchange(user, FIT, await s.consent(FIT, hint, scopes=SCOPES), scopes=SCOPES)
+        await s.exchange(
+            user, FIT, await s.consent(FIT, hint, scopes=FIT_SCOPES), scopes=FIT_SCOPES
+        )
     # The backfills spend the background share of the minute, and no more.
     await eventually(lambda: _at(fit_calls(s), BACKGROUND))
     completed = {e["user_id"] for e in seen.of(f"sync.completed.{FIT}")}

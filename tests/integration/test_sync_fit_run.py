@@ -31,6 +31,7 @@ from syncplane_common.contracts import (
 from syncplane_common.errors import PermanentError
 
 from tests.integration.sync_harness import (
+    FIT_SCOPES,
     Events,
     build_app,
     eventually,
@@ -47,12 +48,6 @@ FIT = "google_fit"
 AGGREGATE = "google_fit POST /users/me/dataset:aggregate"
 SESSIONS = "google_fit GET /users/me/sessions"
 DAYS_BACK = 7
-# What the daily aggregate reads (steps, calories, distance, heart rate, active minutes)
-# and sleep sessions, which Google lists only with the sleep scope.
-SCOPES = tuple(
-    f"https://www.googleapis.com/auth/fitness.{kind}.read"
-    for kind in ("activity", "body", "heart_rate", "location", "sleep")
-)
 SESSIONS_SEEDED = 5  # one a day ending yesterday: all inside the run's 7 days
 
 
@@ -90,8 +85,8 @@ async def connected(s: Stack, seen: Events, user: str, *, sessions: int = SESSIO
         await s.control(
             "POST", f"/_sandbox/google_fit/users/{account}/sessions", {"generate": sessions}
         )
-    code = await s.consent(FIT, hint, scopes=SCOPES)
-    await s.exchange(user, FIT, code, scopes=SCOPES)
+    code = await s.consent(FIT, hint, scopes=FIT_SCOPES)
+    await s.exchange(user, FIT, code, scopes=FIT_SCOPES)
     await eventually(lambda: seen.of(f"sync.completed.{FIT}", user))
     return account
 

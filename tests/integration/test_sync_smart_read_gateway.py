@@ -23,9 +23,9 @@ from tests.integration.sync_harness import (
     migrated,
     recorder,
     running,
-    settings_for,
+    whoop_settings,
 )
-from tests.integration.test_sync_whoop import LISTS, SCOPES, fault, seed
+from tests.integration.test_sync_whoop import LISTS, connect, fault
 from tests.integration.token_harness import Stack, stack
 
 pytestmark = pytest.mark.integration
@@ -43,19 +43,7 @@ class Env:
 async def env(nats_server: Any, database_url: str) -> AsyncIterator[Env]:
     await migrated(database_url)
     async with stack(nats_server.url, database_url) as s:
-        await s.control(
-            "POST",
-            "/_sandbox/whoop/config",
-            {"rate_limit_per_minute": 100_000, "rate_limit_per_day": 1_000_000},
-        )
-        settings = settings_for(
-            s,
-            database_url,
-            scheduler_tick_seconds=3600,
-            whoop_rate_limit="100000,1000000",
-            weather_enabled=False,
-            geocoding_enabled=False,
-        )
+        settings = await whoop_settings(s, database_url)
         async with (
             running(build_app(settings, scheduler=False)) as one,
             running(build_app(settings, scheduler=False)) as two,
@@ -68,10 +56,7 @@ async def env(nats_server: Any, database_url: str) -> AsyncIterator[Env]:
 
 
 async def connected(env: Env, user: str, days: int) -> dict[str, Any]:
-    s = env.stack
-    member = await seed(s, user, days)
-    code = await s.consent("whoop", member["login_hint"], scopes=SCOPES)
-    await s.exchange(user, "whoop", code, scopes=SCOPES)
+    member = await connect(env.stack, user, days)
     await eventually(
         lambda: env.seen.of("sync.completed.whoop", user) or env.seen.of("sync.failed.whoop", user)
     )

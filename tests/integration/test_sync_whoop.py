@@ -33,7 +33,7 @@ from tests.integration.sync_harness import (
     recorder,
     running,
     sessions_of,
-    settings_for,
+    whoop_settings,
 )
 from tests.integration.token_harness import Stack, stack
 
@@ -66,21 +66,7 @@ SCOPES = (
 async def env(nats_server: Any, database_url: str) -> AsyncIterator[tuple[Stack, Events]]:
     await migrated(database_url)
     async with stack(nats_server.url, database_url) as s:
-        # The sandbox's per-app limits would pace this module's many backfills by the
-        # minute; the budget's own pacing has tests of its own.
-        await s.control(
-            "POST",
-            "/_sandbox/whoop/config",
-            {"rate_limit_per_minute": 100_000, "rate_limit_per_day": 1_000_000},
-        )
-        settings = settings_for(
-            s,
-            database_url,
-            scheduler_tick_seconds=3600,
-            whoop_rate_limit="100000,1000000",
-            weather_enabled=False,
-            geocoding_enabled=False,
-        )
+        settings = await whoop_settings(s, database_url)
         async with (
             running(build_app(settings, scheduler=False)),
             recorder(nats_server.url, "sync.>", "records.>") as seen,
