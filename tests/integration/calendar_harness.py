@@ -5,10 +5,7 @@ answers as token-service would (from the sandbox's mint), calendar-sync's databa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import inspect
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -262,17 +259,8 @@ class Service:
 
 
 async def eventually(check: Callable[[], Any], within: float = 15.0, every: float = 0.05) -> Any:
-    """The first truthy value of ``check()`` (awaited when awaitable); fails after ``within``."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
+    """:func:`token_harness.eventually` with this harness's shorter defaults."""
+    return await token_harness.eventually(check, within, every)
 
 
 @contextlib.asynccontextmanager

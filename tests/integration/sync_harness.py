@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ from sync_worker.app import SyncApp, build_app
 from sync_worker.settings import SyncWorkerSettings
 from syncplane_common.migrations import migrate
 
-from tests.integration.token_harness import Events, Stack, role_dsn, serving
+from tests.integration.token_harness import Events, Stack, eventually, role_dsn, serving
 
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 
@@ -91,21 +89,6 @@ async def recorder(nats_url: str, *subjects: str) -> AsyncIterator[Events]:
         yield events
     finally:
         await nc.drain()
-
-
-async def eventually(check: Callable[[], Any], within: float = 20.0, every: float = 0.1) -> Any:
-    """The first truthy value of ``check()`` (a value, or awaited when it is awaitable);
-    fails after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(every)
-    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
 
 
 async def seed_strava(stack: Stack, hint: str, count: int, **extra: Any) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import inspect
 import json
 import secrets
 import time
@@ -147,6 +148,21 @@ async def serving(
     finally:
         runtime.stop()
         await asyncio.wait_for(task, 30)
+
+
+async def eventually(check: Callable[[], Any], within: float = 20.0, every: float = 0.1) -> Any:
+    """The first truthy value of ``check()`` (a value, or awaited when it is awaitable);
+    fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(every)
+    raise AssertionError(f"condition not met within {within}s (last: {last!r})")
 
 
 @contextlib.asynccontextmanager
