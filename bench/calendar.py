@@ -28,7 +28,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -41,15 +41,20 @@ from syncplane_common.contracts import (
     CalendarEventBody,
     CalendarEventsList,
     CalendarLocalChanged,
-    TokenExchange,
-    TokenExchangeReply,
     WebhookReceived,
 )
 from syncplane_common.migrations import migrate
 
 from bench.bus import percentile
 from bench.report import Bench, Figure
-from bench.tokens import CREDS, REDIRECT_URI, arranged, process, wait_until
+from bench.tokens import (
+    CREDS,
+    GOOGLE_OFFLINE,
+    arranged,
+    consent_and_exchange,
+    process,
+    wait_until,
+)
 
 MIGRATIONS = Path(calendar_sync.__file__).parent / "migrations"
 USERS = 10
@@ -112,31 +117,18 @@ async def control(
 async def connect(nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user: str) -> str:
     """Consent and token.exchange as the gateway's connect flow would; the account id."""
     hint = f"{user}@example.com"
-    query = {
-        "client_id": CREDS.google.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": " ".join(SCOPES),
-        "access_type": "offline",
-        "prompt": "consent",
-        "state": uuid.uuid4().hex,
-        "login_hint": hint,
-    }
-    url = f"{sandbox_url}/google/o/oauth2/v2/auth"
-    async with http.get(url, params=query, allow_redirects=False) as resp:
-        code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
-    ask = TokenExchange(
-        user_id=user,
+    await consent_and_exchange(
+        nc,
+        http,
+        f"{sandbox_url}/google/o/oauth2/v2/auth",
         provider="google_calendar",
-        code=code,
-        redirect_uri=REDIRECT_URI,
-        requested_scopes=SCOPES,
-        state_nonce=uuid.uuid4().hex,
+        client_id=CREDS.google.client_id,
+        user_id=user,
+        hint=hint,
+        scopes=SCOPES,
+        extra=GOOGLE_OFFLINE,
+        reply_within=10,
     )
-    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=10)
-    reply = TokenExchangeReply.model_validate_json(msg.data)
-    if reply.error is not None:
-        raise RuntimeError(f"exchange failed: {reply.error.message}")
     made = await control(
         http, sandbox_url, "POST", "/_sandbox/google/accounts", {"login_hint": hint}
     )

@@ -22,21 +22,17 @@ import asyncio
 import os
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import asyncpg
 from nats.aio.client import Client as NatsClient
 from sync_worker.providers._google_fit_model import aggregate_request
-from syncplane_common import subjects
-from syncplane_common.contracts import TokenExchange, TokenExchangeReply
 
 from bench.report import Bench, Figure
 from bench.sync import control, sync_stack, worker_running
-from bench.tokens import CREDS, REDIRECT_URI, wait_until
+from bench.tokens import CREDS, GOOGLE_OFFLINE, consent_and_exchange, wait_until
 
 USERS = int(os.environ.get("BENCH_FIT_USERS", "1000"))
 DAYS = 7
@@ -52,32 +48,17 @@ SESSIONS = "google_fit GET /users/me/sessions"
 async def connect_google_fit(
     nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user_id: str, hint: str
 ) -> None:
-    query = {
-        "client_id": CREDS.google.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": " ".join(SCOPES),
-        "state": uuid.uuid4().hex,
-        "login_hint": hint,
-        "access_type": "offline",
-        "prompt": "consent",
-    }
-    async with http.get(
-        f"{sandbox_url}/google/o/oauth2/v2/auth", params=query, allow_redirects=False
-    ) as resp:
-        code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
-    ask = TokenExchange(
-        user_id=user_id,
+    await consent_and_exchange(
+        nc,
+        http,
+        f"{sandbox_url}/google/o/oauth2/v2/auth",
         provider="google_fit",
-        code=code,
-        redirect_uri=REDIRECT_URI,
-        requested_scopes=SCOPES,
-        state_nonce=uuid.uuid4().hex,
+        client_id=CREDS.google.client_id,
+        user_id=user_id,
+        hint=hint,
+        scopes=SCOPES,
+        extra=GOOGLE_OFFLINE,
     )
-    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=30)
-    reply = TokenExchangeReply.model_validate_json(msg.data)
-    if reply.error is not None:
-        raise RuntimeError(f"exchange failed: {reply.error.message}")
 
 
 async def run_figures() -> list[Figure]:

@@ -23,12 +23,11 @@ import asyncio
 import multiprocessing
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -40,9 +39,8 @@ from sync_worker.engine import Engine, Sources
 from sync_worker.providers.whoop import WhoopClient
 from sync_worker.settings import DEFAULT_THRESHOLDS, parse_thresholds
 from sync_worker.whoop_source import whoop_sources
-from syncplane_common import subjects
 from syncplane_common.clock import ManualClock
-from syncplane_common.contracts import DataQuery, SyncRequested, TokenExchange, TokenExchangeReply
+from syncplane_common.contracts import DataQuery, SyncRequested
 from syncplane_common.db import create_pool
 from syncplane_common.migrations import migrate
 from syncplane_common.tokens import AccessToken
@@ -52,7 +50,7 @@ from bench.bus import percentile
 from bench.gateway_api import SECRET, _gateway
 from bench.report import Bench, Figure
 from bench.sync import MIGRATIONS, control, sync_stack, worker_running
-from bench.tokens import CREDS, REDIRECT_URI, embedded_postgres, wait_until
+from bench.tokens import CREDS, consent_and_exchange, embedded_postgres, wait_until
 
 TYPES = ("recovery", "sleep", "cycle", "workout")
 SCOPES = "offline read:profile read:recovery read:sleep read:cycles read:workout"
@@ -148,30 +146,16 @@ def _raw(host: str, port: int, path: str, token: str | None = None) -> bytes:
 async def connect_whoop(
     nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user_id: str, hint: str
 ) -> None:
-    query = {
-        "client_id": CREDS.whoop.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": SCOPES,
-        "state": uuid.uuid4().hex,
-        "login_hint": hint,
-    }
-    async with http.get(
-        f"{sandbox_url}/whoop/oauth/oauth2/auth", params=query, allow_redirects=False
-    ) as resp:
-        code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
-    ask = TokenExchange(
-        user_id=user_id,
+    await consent_and_exchange(
+        nc,
+        http,
+        f"{sandbox_url}/whoop/oauth/oauth2/auth",
         provider="whoop",
-        code=code,
-        redirect_uri=REDIRECT_URI,
-        requested_scopes=tuple(SCOPES.split()),
-        state_nonce=uuid.uuid4().hex,
+        client_id=CREDS.whoop.client_id,
+        user_id=user_id,
+        hint=hint,
+        scopes=tuple(SCOPES.split()),
     )
-    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=30)
-    reply = TokenExchangeReply.model_validate_json(msg.data)
-    if reply.error is not None:
-        raise RuntimeError(f"exchange failed: {reply.error.message}")
 
 
 async def cached_latency() -> list[Figure]:

@@ -27,13 +27,12 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -44,15 +43,20 @@ from sync_worker import sync_state
 from syncplane_common import subjects
 from syncplane_common.contracts import (
     SyncStatusGet,
-    TokenExchange,
-    TokenExchangeReply,
     WebhookReceived,
 )
 from syncplane_common.migrations import migrate
 
 from bench.bus import percentile
 from bench.report import Bench, Figure
-from bench.tokens import CREDS, REDIRECT_URI, arranged, embedded_postgres, process, wait_until
+from bench.tokens import (
+    CREDS,
+    arranged,
+    consent_and_exchange,
+    embedded_postgres,
+    process,
+    wait_until,
+)
 
 MIGRATIONS = Path(sync_worker.__file__).parent / "migrations"
 ATHLETES = int(os.environ.get("BENCH_SYNC_ATHLETES", "1000"))
@@ -119,30 +123,17 @@ async def control(
 async def connect_strava(
     nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user_id: str, hint: str
 ) -> None:
-    query = {
-        "client_id": CREDS.strava.client_id,
-        "redirect_uri": REDIRECT_URI,
-        "response_type": "code",
-        "scope": "read,activity:read_all",
-        "state": uuid.uuid4().hex,
-        "login_hint": hint,
-    }
-    async with http.get(
-        f"{sandbox_url}/strava/oauth/authorize", params=query, allow_redirects=False
-    ) as resp:
-        code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
-    ask = TokenExchange(
-        user_id=user_id,
+    await consent_and_exchange(
+        nc,
+        http,
+        f"{sandbox_url}/strava/oauth/authorize",
         provider="strava",
-        code=code,
-        redirect_uri=REDIRECT_URI,
-        requested_scopes=("read", "activity:read_all"),
-        state_nonce=uuid.uuid4().hex,
+        client_id=CREDS.strava.client_id,
+        user_id=user_id,
+        hint=hint,
+        scopes=("read", "activity:read_all"),
+        scope_separator=",",  # Strava's scope list is comma separated
     )
-    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=30)
-    reply = TokenExchangeReply.model_validate_json(msg.data)
-    if reply.error is not None:
-        raise RuntimeError(f"exchange failed: {reply.error.message}")
 
 
 async def connect_all(

@@ -22,7 +22,7 @@ import tempfile
 import textwrap
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,36 +228,65 @@ async def _echoing(nc: NatsClient, subject: str) -> bool:
     return bool((await nc.request(subject, ask, timeout=1)).data)
 
 
-async def connect(nc: NatsClient, sandbox_url: str, user_id: str) -> None:
-    """Consent at the sandbox as a browser would, then token.exchange."""
+# Google's authorize parameters for a refresh token on every consent.
+GOOGLE_OFFLINE = {"access_type": "offline", "prompt": "consent"}
+
+
+async def consent_and_exchange(
+    nc: NatsClient,
+    http: aiohttp.ClientSession,
+    authorize_url: str,
+    *,
+    provider: str,
+    client_id: str,
+    user_id: str,
+    hint: str,
+    scopes: tuple[str, ...],
+    scope_separator: str = " ",
+    extra: Mapping[str, str] | None = None,
+    reply_within: float = 30.0,
+) -> None:
+    """Consent at the sandbox's ``authorize_url`` as a browser would (the code comes back
+    in the redirect), then token.exchange as the gateway's callback would."""
     query = {
-        "client_id": CREDS.google.client_id,
+        "client_id": client_id,
         "redirect_uri": REDIRECT_URI,
         "response_type": "code",
-        "scope": " ".join(SCOPES),
-        "access_type": "offline",
-        "prompt": "consent",
+        "scope": scope_separator.join(scopes),
         "state": uuid.uuid4().hex,
-        "login_hint": f"{user_id}@example.com",
+        "login_hint": hint,
+        **(extra or {}),
     }
-    url = f"{sandbox_url}/google/o/oauth2/v2/auth"
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(url, params=query, allow_redirects=False) as resp,
-    ):
+    async with http.get(authorize_url, params=query, allow_redirects=False) as resp:
         code = parse_qs(urlsplit(resp.headers["Location"]).query)["code"][0]
     ask = TokenExchange(
         user_id=user_id,
-        provider=PROVIDER,
+        provider=provider,
         code=code,
         redirect_uri=REDIRECT_URI,
-        requested_scopes=SCOPES,
+        requested_scopes=scopes,
         state_nonce=uuid.uuid4().hex,
     )
-    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=10)
+    msg = await nc.request(subjects.TOKEN_EXCHANGE, ask.to_bytes(), timeout=reply_within)
     reply = TokenExchangeReply.model_validate_json(msg.data)
     if reply.error is not None:
         raise RuntimeError(f"exchange failed: {reply.error.message}")
+
+
+async def connect(nc: NatsClient, sandbox_url: str, user_id: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        await consent_and_exchange(
+            nc,
+            http,
+            f"{sandbox_url}/google/o/oauth2/v2/auth",
+            provider=PROVIDER,
+            client_id=CREDS.google.client_id,
+            user_id=user_id,
+            hint=f"{user_id}@example.com",
+            scopes=SCOPES,
+            extra=GOOGLE_OFFLINE,
+            reply_within=10,
+        )
 
 
 def token_request(user_id: str) -> bytes:
