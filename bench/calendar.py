@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -47,6 +46,7 @@ from syncplane_common.migrations import migrate
 
 from bench.bus import percentile
 from bench.report import Bench, Figure
+from bench.sync import control
 from bench.tokens import (
     CREDS,
     GOOGLE_OFFLINE,
@@ -103,15 +103,6 @@ async def _answering(nc: NatsClient) -> bool:
     ask = CalendarEventsList(user_id="nobody").to_bytes()
     msg = await nc.request(subjects.CALENDAR_EVENTS_LIST, ask, timeout=1)
     return b"events" in msg.data
-
-
-async def control(
-    http: aiohttp.ClientSession, url: str, method: str, path: str, body: Any = None
-) -> Any:
-    async with http.request(method, f"{url}{path}", json=body) as resp:
-        if resp.status >= 400:
-            raise RuntimeError(f"{method} {path}: {resp.status} {await resp.text()}")
-        return await resp.json()
 
 
 async def connect(nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user: str) -> str:
@@ -285,29 +276,30 @@ async def outbound() -> list[Figure]:
     ]
 
 
+async def _bare_token(http: aiohttp.ClientSession, sandbox_url: str, hint: str) -> tuple[str, str]:
+    """A Google account minted straight at the sandbox, and a Calendar access token of it:
+    the baselines call Google without our services in the way. (account id, token)"""
+    made = await control(
+        http, sandbox_url, "POST", "/_sandbox/google/accounts", {"login_hint": hint}
+    )
+    account = str(made["id"])
+    minted = await control(
+        http,
+        sandbox_url,
+        "POST",
+        f"/_sandbox/google/accounts/{account}/tokens",
+        {"scopes": [SCOPES[0]]},
+    )
+    return account, str(minted["access_token"])
+
+
 async def bare_paced_inserts(
     http: aiohttp.ClientSession, sandbox_url: str, users: list[str]
 ) -> float:
     """The same number of inserts straight at the sandbox, each user paced at RATE: the
     bound calendar-sync's time is compared with, on the same machine in the same run."""
     base = provider_urls(sandbox_url)["GOOGLE_CALENDAR_API_BASE"]
-    tokens: dict[str, str] = {}
-    for u in users:
-        made = await control(
-            http,
-            sandbox_url,
-            "POST",
-            "/_sandbox/google/accounts",
-            {"login_hint": f"bare-{u}@example.com"},
-        )
-        minted = await control(
-            http,
-            sandbox_url,
-            "POST",
-            f"/_sandbox/google/accounts/{made['id']}/tokens",
-            {"scopes": [SCOPES[0]]},
-        )
-        tokens[u] = str(minted["access_token"])
+    tokens = {u: (await _bare_token(http, sandbox_url, f"bare-{u}@example.com"))[1] for u in users}
     start = datetime.now(UTC) + timedelta(days=1)
 
     async def one_user(u: str) -> None:
@@ -423,22 +415,8 @@ async def bare_listing_round_trips(
     """What a push to remote.changed cannot beat: one change made, one incremental listing
     that returns it, one JetStream publish seen by a subscriber."""
     base = provider_urls(sandbox_url)["GOOGLE_CALENDAR_API_BASE"]
-    made = await control(
-        http,
-        sandbox_url,
-        "POST",
-        "/_sandbox/google/accounts",
-        {"login_hint": "bare-in@example.com"},
-    )
-    account = made["id"]
-    minted = await control(
-        http,
-        sandbox_url,
-        "POST",
-        f"/_sandbox/google/accounts/{account}/tokens",
-        {"scopes": [SCOPES[0]]},
-    )
-    auth = {"Authorization": f"Bearer {minted['access_token']}"}
+    account, token = await _bare_token(http, sandbox_url, "bare-in@example.com")
+    auth = {"Authorization": f"Bearer {token}"}
     async with http.get(f"{base}/calendars/primary/events", headers=auth) as resp:
         sync_token = (await resp.json())["nextSyncToken"]
     seen: asyncio.Queue[float] = asyncio.Queue()

@@ -158,15 +158,20 @@ async def connect_whoop(
     )
 
 
+async def _lift_whoop_limits(http: aiohttp.ClientSession, sandbox_url: str) -> None:
+    """The sandbox's per-app WHOOP limits are not what these figures measure."""
+    await control(
+        http,
+        sandbox_url,
+        "POST",
+        "/_sandbox/whoop/config",
+        {"rate_limit_per_minute": 10**7, "rate_limit_per_day": 10**8},
+    )
+
+
 async def cached_latency() -> list[Figure]:
     async with sync_stack() as (nc, admin_dsn, sandbox_url, logs), aiohttp.ClientSession() as http:
-        await control(
-            http,
-            sandbox_url,
-            "POST",
-            "/_sandbox/whoop/config",
-            {"rate_limit_per_minute": 10**7, "rate_limit_per_day": 10**8},
-        )
+        await _lift_whoop_limits(http, sandbox_url)
         seeded = await control(
             http,
             sandbox_url,
@@ -324,13 +329,7 @@ async def calls_saved() -> list[Figure]:
     ):
         await migrate(admin_dsn, "sync-worker", MIGRATIONS)
         pool = await create_pool(admin_dsn, "sync", min_size=1, max_size=10)
-        await control(
-            http,
-            sandbox_url,
-            "POST",
-            "/_sandbox/whoop/config",
-            {"rate_limit_per_minute": 10**7, "rate_limit_per_day": 10**8},
-        )
+        await _lift_whoop_limits(http, sandbox_url)
         seeded = await control(
             http,
             sandbox_url,
