@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from syncplane_common.contracts import SyncRequested
 
@@ -19,7 +19,11 @@ if TYPE_CHECKING:
     from sync_worker.engine import Conn
     from sync_worker.store_records import Table
 
-__all__ = ["TableSource", "from_horizon", "walk_start"]
+__all__ = ["Rows", "Span", "TableSource", "from_horizon", "walk_start"]
+
+# What a smart read asks for (``since`` inclusive, ``until`` exclusive) and answers.
+Span: TypeAlias = tuple[datetime | None, datetime | None]
+Rows: TypeAlias = list[dict[str, Any]]
 
 
 def from_horizon(command: SyncRequested, newest_stored: object) -> bool:
@@ -77,8 +81,8 @@ class TableSource:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
-        return await self._read(conn, user_id, start, end, limit)
+    ) -> Rows:
+        return await self._read(conn, user_id, (start, end), limit)
 
     async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None:
         value: datetime | None = await store_records.newest(conn, self.table, user_id)
@@ -90,12 +94,5 @@ class TableSource:
     async def _upsert(self, conn: Conn, user_id: str, items: list[Any], now: datetime) -> Stored:
         raise NotImplementedError
 
-    async def _read(
-        self,
-        conn: Conn,
-        user_id: str,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
         raise NotImplementedError

@@ -26,7 +26,7 @@ from syncplane_common.errors import CursorInvalidError, PermanentError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_google_fit
-from sync_worker._source_base import TableSource, from_horizon
+from sync_worker._source_base import Rows, Span, TableSource, from_horizon
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.fit_store import TimeZones
 from sync_worker.providers._records import Cursor, CursorPage
@@ -132,20 +132,10 @@ class GoogleFitDaily(TableSource):
         )
         return Stored(deleted=tuple(d.isoformat() for d in gone))
 
-    async def _read(
-        self,
-        conn: Conn,
-        user_id: str,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
+        since, until = (None if at is None else at.date() for at in span)
         rows = await store_google_fit.recent_days(
-            conn,
-            user_id,
-            since=None if start is None else start.date(),
-            until=None if end is None else end.date(),
-            limit=limit,
+            conn, user_id, since=since, until=until, limit=limit
         )
         return [_row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows]
 
@@ -204,16 +194,10 @@ class GoogleFitSessions(TableSource):
         gone = await store_google_fit.delete_sessions(conn, user_id, list(object_ids))
         return Stored(deleted=tuple(gone))
 
-    async def _read(
-        self,
-        conn: Conn,
-        user_id: str,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
+        since, until = span
         rows = await store_google_fit.recent_sessions(
-            conn, user_id, since=start, until=end, limit=limit
+            conn, user_id, since=since, until=until, limit=limit
         )
         return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows]
 

@@ -27,7 +27,7 @@ from syncplane_common.errors import CursorInvalidError, NotFoundError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_whoop
-from sync_worker._source_base import TableSource, walk_start
+from sync_worker._source_base import Rows, Span, TableSource, walk_start
 from sync_worker.budget import RateBudget, whoop_client_observed
 from sync_worker.engine import FetchedPage, Source, Stored
 from sync_worker.providers._http import utc_millis
@@ -127,16 +127,10 @@ class WhoopCollection(TableSource):
             unchanged=len(items) - len(changes.added) - len(changes.updated),
         )
 
-    async def _read(
-        self,
-        conn: Conn,
-        user_id: str,
-        start: datetime | None,
-        end: datetime | None,
-        limit: int,
-    ) -> list[dict[str, Any]]:
+    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
+        since, until = span
         rows = await store_whoop.recent(
-            conn, user_id, self.kind, since=start, until=end, limit=limit
+            conn, user_id, self.kind, since=since, until=until, limit=limit
         )
         key = self.table.key.name
         return [_row(r, key) for r in rows]
