@@ -48,10 +48,8 @@ from bench.bus import percentile
 from bench.report import Bench, Figure
 from bench.sync import control
 from bench.tokens import (
-    CREDS,
-    GOOGLE_OFFLINE,
     arranged,
-    consent_and_exchange,
+    connect_google,
     process,
     wait_until,
 )
@@ -108,18 +106,7 @@ async def _answering(nc: NatsClient) -> bool:
 async def connect(nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user: str) -> str:
     """Consent and token.exchange as the gateway's connect flow would; the account id."""
     hint = f"{user}@example.com"
-    await consent_and_exchange(
-        nc,
-        http,
-        f"{sandbox_url}/google/o/oauth2/v2/auth",
-        provider="google_calendar",
-        client_id=CREDS.google.client_id,
-        user_id=user,
-        hint=hint,
-        scopes=SCOPES,
-        extra=GOOGLE_OFFLINE,
-        reply_within=10,
-    )
+    await connect_google(nc, http, sandbox_url, "google_calendar", user, hint, SCOPES, 10)
     made = await control(
         http, sandbox_url, "POST", "/_sandbox/google/accounts", {"login_hint": hint}
     )

@@ -32,7 +32,7 @@ from sync_worker.providers._google_fit_model import aggregate_request
 
 from bench.report import Bench, Figure
 from bench.sync import control, sync_stack, worker_running
-from bench.tokens import CREDS, GOOGLE_OFFLINE, consent_and_exchange, wait_until
+from bench.tokens import connect_google, wait_until
 
 USERS = int(os.environ.get("BENCH_FIT_USERS", "1000"))
 DAYS = 7
@@ -48,17 +48,7 @@ SESSIONS = "google_fit GET /users/me/sessions"
 async def connect_google_fit(
     nc: NatsClient, http: aiohttp.ClientSession, sandbox_url: str, user_id: str, hint: str
 ) -> None:
-    await consent_and_exchange(
-        nc,
-        http,
-        f"{sandbox_url}/google/o/oauth2/v2/auth",
-        provider="google_fit",
-        client_id=CREDS.google.client_id,
-        user_id=user_id,
-        hint=hint,
-        scopes=SCOPES,
-        extra=GOOGLE_OFFLINE,
-    )
+    await connect_google(nc, http, sandbox_url, "google_fit", user_id, hint, SCOPES)
 
 
 async def run_figures() -> list[Figure]:

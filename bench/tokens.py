@@ -228,10 +228,6 @@ async def _echoing(nc: NatsClient, subject: str) -> bool:
     return bool((await nc.request(subject, ask, timeout=1)).data)
 
 
-# Google's authorize parameters for a refresh token on every consent.
-GOOGLE_OFFLINE = {"access_type": "offline", "prompt": "consent"}
-
-
 async def consent_and_exchange(
     nc: NatsClient,
     http: aiohttp.ClientSession,
@@ -273,20 +269,35 @@ async def consent_and_exchange(
         raise RuntimeError(f"exchange failed: {reply.error.message}")
 
 
+async def connect_google(
+    nc: NatsClient,
+    http: aiohttp.ClientSession,
+    sandbox_url: str,
+    provider: str,
+    user_id: str,
+    hint: str,
+    scopes: tuple[str, ...],
+    reply_within: float = 30.0,
+) -> None:
+    """:func:`consent_and_exchange` at Google's authorize endpoint, offline access."""
+    await consent_and_exchange(
+        nc,
+        http,
+        f"{sandbox_url}/google/o/oauth2/v2/auth",
+        provider=provider,
+        client_id=CREDS.google.client_id,
+        user_id=user_id,
+        hint=hint,
+        scopes=scopes,
+        extra={"access_type": "offline", "prompt": "consent"},
+        reply_within=reply_within,
+    )
+
+
 async def connect(nc: NatsClient, sandbox_url: str, user_id: str) -> None:
     async with aiohttp.ClientSession() as http:
-        await consent_and_exchange(
-            nc,
-            http,
-            f"{sandbox_url}/google/o/oauth2/v2/auth",
-            provider=PROVIDER,
-            client_id=CREDS.google.client_id,
-            user_id=user_id,
-            hint=f"{user_id}@example.com",
-            scopes=SCOPES,
-            extra=GOOGLE_OFFLINE,
-            reply_within=10,
-        )
+        hint = f"{user_id}@example.com"
+        await connect_google(nc, http, sandbox_url, PROVIDER, user_id, hint, SCOPES, 10)
 
 
 def token_request(user_id: str) -> bytes:
