@@ -158,8 +158,11 @@ async def connect_whoop(
     )
 
 
-async def _lift_whoop_limits(http: aiohttp.ClientSession, sandbox_url: str) -> None:
-    """The sandbox's per-app WHOOP limits are not what these figures measure."""
+async def _whoop_members(
+    http: aiohttp.ClientSession, sandbox_url: str, users: int, days: int, prefix: str
+) -> list[dict[str, Any]]:
+    """``users`` sandbox WHOOP members with ``days`` of history each, the sandbox's
+    per-app limits lifted first: they are not what these figures measure."""
     await control(
         http,
         sandbox_url,
@@ -167,19 +170,16 @@ async def _lift_whoop_limits(http: aiohttp.ClientSession, sandbox_url: str) -> N
         "/_sandbox/whoop/config",
         {"rate_limit_per_minute": 10**7, "rate_limit_per_day": 10**8},
     )
+    body = {"users": users, "days": days, "login_hint_prefix": prefix}
+    seeded = await control(http, sandbox_url, "POST", "/_sandbox/whoop/seed", body)
+    members: list[dict[str, Any]] = seeded["users"]
+    return members
 
 
 async def cached_latency() -> list[Figure]:
     async with sync_stack() as (nc, admin_dsn, sandbox_url, logs), aiohttp.ClientSession() as http:
-        await _lift_whoop_limits(http, sandbox_url)
-        seeded = await control(
-            http,
-            sandbox_url,
-            "POST",
-            "/_sandbox/whoop/seed",
-            {"users": USERS, "days": DAYS, "login_hint_prefix": "bench-whoop-"},
-        )
-        hints = [u["login_hint"] for u in seeded["users"]]
+        members = await _whoop_members(http, sandbox_url, USERS, DAYS, "bench-whoop-")
+        hints = [u["login_hint"] for u in members]
         users = [f"bench-reader-{i}" for i in range(USERS)]
         extra = {"WHOOP_RATE_LIMIT": "10000000,100000000", "WEATHER_ENABLED": "false"}
         async with worker_running(nc, admin_dsn, sandbox_url, logs, **extra):
@@ -329,18 +329,11 @@ async def calls_saved() -> list[Figure]:
     ):
         await migrate(admin_dsn, "sync-worker", MIGRATIONS)
         pool = await create_pool(admin_dsn, "sync", min_size=1, max_size=10)
-        await _lift_whoop_limits(http, sandbox_url)
-        seeded = await control(
-            http,
-            sandbox_url,
-            "POST",
-            "/_sandbox/whoop/seed",
-            {"users": SIM_USERS, "days": 14, "login_hint_prefix": "sim-"},
-        )
+        members = await _whoop_members(http, sandbox_url, SIM_USERS, 14, "sim-")
         clock = ManualClock(datetime.fromtimestamp(box.clock.time(), UTC))
         tokens = SandboxTokens(http, sandbox_url, clock)
         users = []
-        for entry in seeded["users"]:
+        for entry in members:
             user = f"sim-user-{entry['user_id']}"
             tokens.accounts[user] = str(entry["user_id"])
             users.append(user)
