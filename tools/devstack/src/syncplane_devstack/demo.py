@@ -40,7 +40,7 @@ from syncplane_devstack.stack import Stack
 PROVIDERS = ("strava", "google_fit", "whoop", "google_calendar")
 RETURN_TO = "http://localhost/demo/connected"
 # The athlete whose backfill is long enough to kill a worker in the middle of it.
-BIG_HISTORY = 1500
+BIG_HISTORY = 1000
 SMALL_HISTORY = 30
 WHOOP_DAYS = 20
 FIT_DAYS = 30
@@ -54,7 +54,7 @@ DEMO_ENV = {
     "SANDBOX_STRAVA_READ_RATE_LIMIT": "1000,30000",
     "STRAVA_RATE_LIMIT": "1000,30000",
     "STRAVA_READ_RATE_LIMIT": "1000,30000",
-    "STRAVA_PER_PAGE": "30",
+    "STRAVA_PER_PAGE": "50",
     "SCHEDULE_INTERVALS": "strava=60,whoop=60,google_fit=60",
     "SCHEDULER_TICK_SECONDS": "2",
 }
@@ -306,7 +306,7 @@ class Demo:
         self.console.step("Backfills (progress from sync.progress / sync.completed)")
         synced = ("strava", "whoop", "google_fit")
         killed = asyncio.get_running_loop().create_task(self.kill_mid_backfill())
-        deadline = time.monotonic() + 100
+        deadline = time.monotonic() + 150
         while True:
             rows = []
             for provider in synced:
@@ -335,7 +335,7 @@ class Demo:
 
         def underway() -> bool:
             return any(
-                p.get("fetched", 0) >= 90 for p in self.bus.of("sync.progress.strava", user_id=user)
+                p.get("fetched", 0) >= 100 for p in self.bus.of("sync.progress.strava", user_id=user)
             )
 
         await self.bus.wait(underway, 60, f"the backfill of {user}")
