@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from bench import bus, gateway, gateway_api, report, sandbox, sync, tokens
+from bench import bus, calendar, gateway, gateway_api, report, sandbox, sync, tokens
 from bench.report import Bench, Figure
 
 # New bench modules add their BENCHES here; they run in this order.
@@ -26,6 +26,7 @@ BENCHES: tuple[Bench, ...] = (
     *tokens.BENCHES,
     *gateway_api.BENCHES,
     *sync.BENCHES,
+    *calendar.BENCHES,
 )
 
 

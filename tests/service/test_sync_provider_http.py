@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
 from sync_worker.providers._http import utc_millis
 from syncplane_common.errors import RetryableError
 from syncplane_common.http import Answer, bearer, call, retry_after
@@ -19,6 +20,7 @@ from syncplane_common.http import Answer, bearer, call, retry_after
 pytestmark = pytest.mark.service
 
 BIG_ID = 2**63 - 1  # a float would round this
+LABELS = {"provider": "testprov", "operation": "probe"}
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -59,7 +61,14 @@ async def test_a_call_sends_token_params_and_body_and_keeps_ids_exact(
 ) -> None:
     params = [("activityType", "1"), ("activityType", "8")]
     answer = await call(
-        session, "POST", f"{base}/echo", headers=bearer("t0k"), params=params, json_body={"a": 1}
+        session,
+        "POST",
+        f"{base}/echo",
+        provider="testprov",
+        operation="probe",
+        headers=bearer("t0k"),
+        params=params,
+        json_body={"a": 1},
     )
     assert answer.status == 200
     assert answer.decode_error is None
@@ -77,7 +86,12 @@ async def test_an_error_status_comes_back_with_its_text(
     base: str, session: aiohttp.ClientSession
 ) -> None:
     answer = await call(
-        session, "GET", f"{base}/text", params={"status": "403", "text": "<html>blocked"}
+        session,
+        "GET",
+        f"{base}/text",
+        provider="testprov",
+        operation="probe",
+        params={"status": "403", "text": "<html>blocked"},
     )
     assert answer.status == 403
     assert answer.body is None
@@ -89,7 +103,14 @@ async def test_an_error_status_comes_back_with_its_text(
 async def test_a_2xx_that_is_not_a_json_object_is_retryable(
     base: str, session: aiohttp.ClientSession, text: str
 ) -> None:
-    answer = await call(session, "GET", f"{base}/text", params={"text": text})
+    answer = await call(
+        session,
+        "GET",
+        f"{base}/text",
+        provider="testprov",
+        operation="probe",
+        params={"text": text},
+    )
     with pytest.raises(RetryableError, match="not a JSON object"):
         answer.json_object("whoop list")
     if text == "[1, 2]":
@@ -101,7 +122,7 @@ async def test_a_2xx_that_is_not_a_json_object_is_retryable(
 
 
 async def test_an_empty_2xx_decodes_to_none(base: str, session: aiohttp.ClientSession) -> None:
-    answer = await call(session, "GET", f"{base}/text")
+    answer = await call(session, "GET", f"{base}/text", provider="testprov", operation="probe")
     assert answer == Answer(200, answer.headers, None, b"", None)
     assert answer.json("strava get") is None
 
@@ -111,9 +132,56 @@ async def test_a_refused_connection_is_retryable(session: aiohttp.ClientSession)
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     with pytest.raises(RetryableError) as refused:
-        await call(session, "GET", f"http://127.0.0.1:{closed_port}/", headers=bearer("secret"))
+        await call(
+            session,
+            "GET",
+            f"http://127.0.0.1:{closed_port}/",
+            provider="testprov",
+            operation="probe",
+            headers=bearer("secret"),
+        )
     assert type(refused.value) is RetryableError
     assert "secret" not in str(refused.value)
+
+
+def _calls(status: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "syncplane_provider_calls_total", {**LABELS, "status": status}
+    )
+    return value or 0.0
+
+
+def _timed() -> float:
+    return REGISTRY.get_sample_value("syncplane_provider_call_seconds_count", LABELS) or 0.0
+
+
+async def test_every_call_is_counted_by_status_and_timed(
+    base: str, session: aiohttp.ClientSession
+) -> None:
+    before = {s: _calls(s) for s in ("200", "429", "error")}
+    timed = _timed()
+    await call(session, "GET", f"{base}/text", provider="testprov", operation="probe")
+    await call(
+        session,
+        "GET",
+        f"{base}/text",
+        provider="testprov",
+        operation="probe",
+        params={"status": "429"},
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    with pytest.raises(RetryableError):
+        await call(
+            session,
+            "GET",
+            f"http://127.0.0.1:{closed_port}/",
+            provider="testprov",
+            operation="probe",
+        )
+    assert {s: _calls(s) - before[s] for s in before} == {"200": 1, "429": 1, "error": 1}
+    assert _timed() - timed == 3
 
 
 def test_retry_after_in_any_case_or_absent() -> None:

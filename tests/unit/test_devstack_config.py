@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from syncplane_devstack.secrets import SECRET_SETTINGS, dev_secrets
-from syncplane_devstack.stack import SERVICES, ServiceSpec, role_dsn, service_env
+from syncplane_devstack.stack import SERVICES, ServiceSpec, Stack, role_dsn, service_env
+from webhook_gateway.webhooks import GCAL_PATH
 
 pytestmark = pytest.mark.unit
 
@@ -56,3 +59,26 @@ def test_each_service_sees_only_its_own_settings() -> None:
 def test_role_dsn_swaps_credentials_and_keeps_the_rest() -> None:
     dsn = role_dsn("postgresql://postgres@127.0.0.1:5555/syncplane?sslmode=disable", "sync_worker")
     assert dsn == "postgresql://sync_worker:sync_worker@127.0.0.1:5555/syncplane?sslmode=disable"
+
+
+def _stack(environ: dict[str, str]) -> Stack:
+    stack = Stack(Path("/nonexistent"), environ, with_sandbox=True)
+    stack._ports = {spec.name: 40000 + i for i, spec in enumerate(SERVICES)}
+    stack.secrets = dev_secrets({})
+    stack.nats_url, stack.database_url = "nats://x", "postgresql://postgres@127.0.0.1:5/syncplane"
+    return stack
+
+
+def test_calendar_sync_watches_with_the_gateways_calendar_webhook_url() -> None:
+    stack = _stack({})
+    gateway = f"http://127.0.0.1:{stack._ports['webhook-gateway']}"
+    env = service_env(_spec("calendar-sync"), {}, stack.service_values(_spec("calendar-sync")))
+    assert env["GCAL_WEBHOOK_URL"] == gateway + GCAL_PATH
+    assert "GCAL_WEBHOOK_URL" not in service_env(
+        _spec("sync-worker"), {}, stack.service_values(_spec("sync-worker"))
+    )
+    # A stack behind a public tunnel names its own address.
+    tunnel = "https://tunnel.example/webhooks/google/calendar"
+    stack = _stack({"GCAL_WEBHOOK_URL": tunnel})
+    env = service_env(_spec("calendar-sync"), {}, stack.service_values(_spec("calendar-sync")))
+    assert env["GCAL_WEBHOOK_URL"] == tunnel

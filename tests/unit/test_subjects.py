@@ -106,6 +106,7 @@ def test_consumer_and_service_lookups() -> None:
         subjects.TOKEN_REVOKE,
         subjects.CONNECTIONS_LIST,
         subjects.STRAVA_SUBSCRIPTION_ENSURE,
+        subjects.CONNECTIONS_STATS,
     )
     with pytest.raises(LookupError):
         subjects.consumer("nobody")

@@ -18,10 +18,12 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from opentelemetry import propagate
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 
 from syncplane_common import subjects
 from syncplane_common.dlq import MSG_ID
+from syncplane_common.telemetry import nats_hop
 
 
 async def publish(
@@ -44,14 +46,15 @@ async def publish(
     if not msg_id:
         raise ValueError("a JetStream publish needs a Nats-Msg-Id")
     sent = {**(headers or {}), MSG_ID: msg_id, "content-type": "application/json"}
-    propagate.inject(sent)
-    ack = await _jetstream(broker.connection).publish(
-        subject,
-        message.model_dump_json().encode(),
-        timeout=ack_timeout,
-        stream=subjects.stream_for(subject).name,
-        headers=sent,
-    )
+    with nats_hop(f"{subject} publish", SpanKind.PRODUCER, subject):
+        propagate.inject(sent)
+        ack = await _jetstream(broker.connection).publish(
+            subject,
+            message.model_dump_json().encode(),
+            timeout=ack_timeout,
+            stream=subjects.stream_for(subject).name,
+            headers=sent,
+        )
     return bool(ack.duplicate)
 
 

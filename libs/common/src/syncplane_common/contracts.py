@@ -497,6 +497,138 @@ class DataReply(Reply):
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
 
 
+# -- the admin console's questions (ARCHITECTURE §1 "ops"; asked by the gateway's /admin) ----
+
+
+class ConnectionsStats(Contract):
+    """How many connections token-service holds, by provider and status."""
+
+
+class ConnectionCount(Contract):
+    provider: ProviderName
+    status: Literal["active", "reauth_required", "revoked"]
+    count: int
+
+
+class ConnectionsStatsReply(Reply):
+    counts: tuple[ConnectionCount, ...] = ()
+    total: int = 0
+
+
+class BackgroundSyncRun(Contract):
+    """Command: queue a background sync for every active connection now (the seed's
+    ``POST /api/sync/background``); ``quick`` an incremental sync, ``full`` a backfill.
+    Users whose last sync is oldest go first; ``max_users`` caps the pass."""
+
+    sync_type: Literal["quick", "full"] = "quick"
+    max_users: int | None = Field(None, ge=1, le=100_000)
+
+
+class BackgroundSyncRunReply(Reply):
+    run_id: str | None = None
+    queued: int = 0
+    by_provider: dict[str, int] = Field(default_factory=dict)
+
+
+class BudgetsGet(Contract):
+    """The shared rate budgets' current windows, as every sync-worker sees them."""
+
+
+class BudgetWindow(Contract):
+    provider: str
+    window: str
+    seconds: int
+    starts_at: datetime
+    ends_at: datetime
+    limit: int
+    reserved: int = Field(description="Calls counted in this window, all priorities.")
+    background: int = Field(description="Of which background work (backfills, scheduled).")
+    background_limit: int = Field(description="What background work may use of the limit.")
+
+
+class BudgetsReply(Reply):
+    enabled: bool = True
+    windows: tuple[BudgetWindow, ...] = ()
+
+
+class SyncSessionsList(Contract):
+    """The most recently updated sync sessions, newest first."""
+
+    limit: int = Field(20, ge=1, le=200)
+    user_id: UserId | None = None
+
+
+class SyncSessionSummary(Contract):
+    session_id: str
+    user_id: UserId
+    provider: ProviderName
+    kind: SyncKind
+    state: str
+    phase: str | None = None
+    pages_done: int = 0
+    pages_expected: int | None = None
+    fetched: int = 0
+    stored: int = 0
+    failed: int = 0
+    skipped: int = 0
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class SyncSessionsReply(Reply):
+    sessions: tuple[SyncSessionSummary, ...] = ()
+
+
+class FitRunsList(Contract):
+    """The unified Google Fit runs' metrics rows (issue 7), newest first."""
+
+    limit: int = Field(10, ge=1, le=200)
+
+
+class FitRun(Contract):
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    duration_seconds: float | None = None
+    users_processed: int = 0
+    successful: int = 0
+    failed: int = 0
+    tokens_refreshed: int = 0
+    days_synced: int = 0
+    sessions_synced: int = 0
+    errors: tuple[dict[str, JsonValue], ...] = Field(
+        (), description="Per-user errors: {user_id, error} at least."
+    )
+
+
+class FitRunsReply(Reply):
+    runs: tuple[FitRun, ...] = ()
+
+
+class CalendarChannelsList(Contract):
+    """Calendars and their push channels, soonest expiry first."""
+
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class CalendarChannelView(Contract):
+    """A calendar's push channel; never its secret token."""
+
+    user_id: UserId
+    calendar_id: str
+    channel_id: str | None = None
+    expires_at: datetime | None = None
+    push_enabled: bool = True
+    sync_enabled: bool = True
+    renew_failures: int = 0
+    last_synced_at: datetime | None = None
+
+
+class CalendarChannelsReply(Reply):
+    channels: tuple[CalendarChannelView, ...] = ()
+
+
 # Request / reply subjects: what is asked, and what comes back.
 REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.TOKEN_GET: (TokenGet, TokenGetReply),
@@ -513,6 +645,12 @@ REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.SYNC_SESSION_GET: (SyncSessionGet, SyncSessionReply),
     subjects.SYNC_STATUS_GET: (SyncStatusGet, SyncStatusReply),
     subjects.DATA_QUERY: (DataQuery, DataReply),
+    subjects.CONNECTIONS_STATS: (ConnectionsStats, ConnectionsStatsReply),
+    subjects.SYNC_BACKGROUND_RUN: (BackgroundSyncRun, BackgroundSyncRunReply),
+    subjects.SYNC_BUDGETS_GET: (BudgetsGet, BudgetsReply),
+    subjects.SYNC_SESSIONS_LIST: (SyncSessionsList, SyncSessionsReply),
+    subjects.SYNC_FIT_RUNS_LIST: (FitRunsList, FitRunsReply),
+    subjects.CALENDAR_CHANNELS_LIST: (CalendarChannelsList, CalendarChannelsReply),
 }
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from opentelemetry.instrumentation.aiohttp_client import (
     create_trace_config,
 )
 
+from syncplane_common import provider_metrics
 from syncplane_common.clock import Clock
 from syncplane_common.errors import CursorInvalidError, RetryableError
 
@@ -228,6 +230,8 @@ async def call(
     method: str,
     url: str,
     *,
+    provider: str,
+    operation: str,
     headers: Mapping[str, str] | None = None,
     params: Params | None = None,
     json_body: Any = None,
@@ -235,7 +239,12 @@ async def call(
     allow_redirects: bool = True,
 ) -> Answer:
     """One request and its whole answer; only a transport failure raises
-    (:class:`RetryableError`), every status comes back for the caller to map."""
+    (:class:`RetryableError`), every status comes back for the caller to map.
+
+    ``provider`` and ``operation`` label the call's count and latency on /metrics
+    (:mod:`syncplane_common.provider_metrics`); ``operation`` names the endpoint, never
+    a URL."""
+    started = time.perf_counter()
     try:
         async with session.request(
             method,
@@ -249,7 +258,10 @@ async def call(
             raw = await response.read()
             status, received = response.status, dict(response.headers)
     except (aiohttp.ClientError, TimeoutError) as err:
+        provider_metrics.observe(provider, operation, None, time.perf_counter() - started)
         raise_for_transport(err)
+    # A cancelled call is neither an answer nor the provider's failure: not counted.
+    provider_metrics.observe(provider, operation, status, time.perf_counter() - started)
     try:
         # json.loads, not a float-happy decoder: ids stay exact Python ints.
         body = json.loads(raw) if raw else None

@@ -36,6 +36,7 @@ from syncplane_common.errors import (
     RevokedError,
     SyncplaneError,
 )
+from syncplane_common.telemetry import nats_hop
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,12 @@ async def request(
 ) -> Rep:
     """Ask the owner of ``subject``; returns its reply or raises the error tree."""
     headers: dict[str, str] = {}
-    propagate.inject(headers)
     try:
-        msg = await broker.connection.request(
-            subject, message.to_bytes(), timeout=wait, headers=headers or None
-        )
+        with nats_hop(f"{subject} request", SpanKind.CLIENT, subject):
+            propagate.inject(headers)
+            msg = await broker.connection.request(
+                subject, message.to_bytes(), timeout=wait, headers=headers or None
+            )
     except NoRespondersError as err:
         raise RetryableError(f"nobody serves {subject} right now", retry_after=1.0) from err
     except (NatsTimeoutError, TimeoutError) as err:

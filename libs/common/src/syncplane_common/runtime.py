@@ -23,7 +23,7 @@ from faststream.nats import NatsBroker
 from nats.js import JetStreamContext
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
-from syncplane_common import db, rpc, subjects
+from syncplane_common import db, queue_lag, rpc, subjects
 from syncplane_common.acks import ErrorPolicy
 from syncplane_common.dlq import watch_exhausted
 from syncplane_common.logs import setup_logging
@@ -120,7 +120,10 @@ class ServiceRuntime:
         )
 
     async def _metrics(self, _: web.Request) -> web.Response:
-        await self.readiness()
+        checks = await self.readiness()
+        durables = _consumed(self.service)
+        if durables and checks["nats"]:
+            await queue_lag.observe(self.jetstream(), durables)
         if self.pool is not None:
             POOL_IN_USE.set(self.pool.get_size() - self.pool.get_idle_size())
             POOL_MAX.set(self.pool.get_max_size())
@@ -214,6 +217,13 @@ class ServiceRuntime:
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+def _consumed(service: str) -> tuple[str, ...]:
+    try:
+        return subjects.service_channels(service).consumes
+    except LookupError:
+        return ()  # a runtime outside the four services (tests, tools)
 
 
 def periodic(

@@ -74,6 +74,13 @@ CALENDAR_EVENTS_CREATE = "calendar.events.create"
 CALENDAR_EVENTS_UPDATE = "calendar.events.update"
 CALENDAR_EVENTS_DELETE = "calendar.events.delete"
 CALENDAR_EVENTS_QUERY = "calendar.events.query"
+# The admin console's questions (asked by the gateway's /admin, answered by the owners).
+CONNECTIONS_STATS = "token.connections.stats"
+SYNC_BACKGROUND_RUN = "sync.background.run"
+SYNC_BUDGETS_GET = "sync.budgets.get"
+SYNC_SESSIONS_LIST = "sync.sessions.list"
+SYNC_FIT_RUNS_LIST = "sync.fit.runs.list"
+CALENDAR_CHANNELS_LIST = "calendar.channels.list"
 CALENDAR_EVENTS_SUBJECTS = (
     CALENDAR_EVENTS_LIST,
     CALENDAR_EVENTS_GET,
@@ -311,6 +318,12 @@ SERVICES: tuple[ServiceChannels, ...] = (
             SYNC_STATUS_GET,
             SYNC_SESSION_GET,
             *CALENDAR_EVENTS_SUBJECTS,
+            CONNECTIONS_STATS,
+            SYNC_BACKGROUND_RUN,
+            SYNC_BUDGETS_GET,
+            SYNC_SESSIONS_LIST,
+            SYNC_FIT_RUNS_LIST,
+            CALENDAR_CHANNELS_LIST,
         ),
     ),
     ServiceChannels(
@@ -323,6 +336,7 @@ SERVICES: tuple[ServiceChannels, ...] = (
             TOKEN_REVOKE,
             CONNECTIONS_LIST,
             STRAVA_SUBSCRIPTION_ENSURE,
+            CONNECTIONS_STATS,
         ),
     ),
     ServiceChannels(
@@ -335,14 +349,22 @@ SERVICES: tuple[ServiceChannels, ...] = (
             "records.changed.>",
         ),
         consumes=("sync-worker-webhooks", "sync-worker-requests", "sync-worker-lifecycle"),
-        replies=(DATA_QUERY, SYNC_STATUS_GET, SYNC_SESSION_GET),
+        replies=(
+            DATA_QUERY,
+            SYNC_STATUS_GET,
+            SYNC_SESSION_GET,
+            SYNC_BACKGROUND_RUN,
+            SYNC_BUDGETS_GET,
+            SYNC_SESSIONS_LIST,
+            SYNC_FIT_RUNS_LIST,
+        ),
         requests=(TOKEN_GET,),
     ),
     ServiceChannels(
         "calendar-sync",
         publishes=(CALENDAR_REMOTE_CHANGED, CALENDAR_CONFLICT_DETECTED, CALENDAR_PUSH_DISABLED),
         consumes=("calendar-sync-webhooks", "calendar-sync-local", "calendar-sync-lifecycle"),
-        replies=CALENDAR_EVENTS_SUBJECTS,
+        replies=(*CALENDAR_EVENTS_SUBJECTS, CALENDAR_CHANNELS_LIST),
         requests=(TOKEN_GET,),
     ),
 )

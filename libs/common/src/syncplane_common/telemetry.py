@@ -6,7 +6,9 @@ Trace context crosses NATS in message headers (W3C ``traceparent``), see ARCHITE
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Literal
 
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
@@ -35,7 +37,7 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-__all__ = ["nats_telemetry_middleware", "setup_telemetry", "shutdown_telemetry"]
+__all__ = ["nats_hop", "nats_telemetry_middleware", "setup_telemetry", "shutdown_telemetry"]
 
 ExporterKind = Literal["none", "console", "otlp"]
 
@@ -104,6 +106,20 @@ class _RecordWhenExported(Sampler):
 
 
 _SAMPLER = _RecordWhenExported()
+
+
+_TRACER = trace.get_tracer(__name__)
+
+
+def nats_hop(name: str, kind: SpanKind, subject: str) -> AbstractContextManager[object]:
+    """A span around a NATS hop we make ourselves, outside FastStream's middleware (the
+    durable publish, a request/reply call), so the trace shows the message leaving and
+    its consumer hangs under it. Nothing at all when no exporter records spans: these
+    are the hottest paths, and the context they inject is then the caller's anyway."""
+    if not _SAMPLER.exporting:
+        return contextlib.nullcontext()
+    attributes = {"messaging.system": "nats", "messaging.destination.name": subject}
+    return _TRACER.start_as_current_span(name, kind=kind, attributes=attributes)
 
 
 def nats_telemetry_middleware(tracer_provider: TracerProvider) -> NatsTelemetryMiddleware:

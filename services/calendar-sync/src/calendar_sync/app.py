@@ -24,7 +24,7 @@ from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 from syncplane_common.tokens import NatsTokenSource, TokenSource
 
-from calendar_sync import handlers, store
+from calendar_sync import admin, handlers, store
 from calendar_sync.channels import BUCKET, ChannelConfig, Channels
 from calendar_sync.domain import Policy
 from calendar_sync.ports import Ids, RandomIds
@@ -172,6 +172,7 @@ def build_app(
     handlers.register(
         runtime.broker, app.require, app.require_channels, max_workers=settings.rpc_max_workers
     )
+    admin.register(runtime.broker, app.require)
     runtime.on_start.append(app.start)
     runtime.on_stop.append(app.stop)
     return app

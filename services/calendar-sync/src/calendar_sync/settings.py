@@ -40,7 +40,8 @@ class CalendarSyncSettings(DatabaseSettings, ProviderEndpoints):
     gcal_webhook_url: str = Field(
         "",
         description="Public URL of the gateway's /webhooks/google/calendar, where Google "
-        "pushes; empty disables push channels (calendars are polled).",
+        "pushes; empty disables push channels (calendars are polled). `syncplane up` "
+        "points it at its own gateway.",
     )
     channel_ttl_seconds: int = Field(
         7 * 24 * 3600, ge=60, description="Lifetime asked for a push channel (Google may cut it)."

@@ -24,7 +24,7 @@ from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 from syncplane_common.tokens import NatsTokenSource
 
-from sync_worker import handlers
+from sync_worker import admin, handlers
 from sync_worker.budget import (
     KvRateBudget,
     RateBudget,
@@ -194,6 +194,7 @@ def build_app(
         sync_concurrency=settings.sync_concurrency,
         webhook_concurrency=settings.webhook_concurrency,
     )
+    admin.register(runtime.broker, app.require, settings, runtime.jetstream)
     runtime.on_start.append(app.start)
     runtime.on_stop.append(app.stop)
     return app

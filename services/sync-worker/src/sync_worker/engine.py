@@ -177,6 +177,10 @@ class Sources:
     def __contains__(self, provider: object) -> bool:
         return any(s.provider == provider for s in self._all)
 
+    @property
+    def providers(self) -> list[str]:
+        return sorted({s.provider for s in self._all})
+
     def get(self, provider: str, data_type: str) -> Source | None:
         return self._by_key.get((provider, data_type))
 

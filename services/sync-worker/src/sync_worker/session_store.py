@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import asyncpg
 from syncplane_common.errors import ConflictError
 
+from sync_worker import _session_metrics
 from sync_worker.sessions import (
     Counts,
     Phase,
@@ -127,7 +128,7 @@ async def create(db: Db, session: Session) -> Session:
         raise ConflictError(
             f"session {session.id} already exists", details={"session_id": str(session.id)}
         )
-    return _session(record)
+    return _finished(_session(record))
 
 
 async def load(db: Db, session_id: uuid.UUID) -> Session | None:
@@ -166,7 +167,14 @@ async def save(db: Db, session: Session, *, conn: Tx | None = None) -> Session:
             f"session {session.id} changed since it was loaded at version {session.version}",
             details={"session_id": str(session.id), "version": session.version},
         )
-    return _session(record)
+    return _finished(_session(record))
+
+
+def _finished(saved: Session) -> Session:
+    # Only the save that lands a terminal state gets here with it (the version check
+    # above), so each finished session is counted once.
+    _session_metrics.saved(saved)
+    return saved
 
 
 async def running_for(db: Db, user_id: str, provider: str) -> list[Session]:

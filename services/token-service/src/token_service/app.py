@@ -20,7 +20,7 @@ from syncplane_common.http import create_client_session
 from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 
-from token_service import handlers
+from token_service import admin, handlers
 from token_service.crypto import Keyring
 from token_service.outbox import Outbox
 from token_service.providers.base import OAuthProvider
@@ -177,6 +177,7 @@ def build_app(
     runtime = ServiceRuntime(SERVICE, settings, SCHEMA)
     app = TokenApp(runtime, settings, clock or SystemClock(), keyring)
     handlers.register(runtime.broker, app.require, max_workers=settings.rpc_max_workers)
+    admin.register(runtime.broker, app.require)
     runtime.on_start.append(app.start)
     runtime.on_stop.append(app.stop)
     return app

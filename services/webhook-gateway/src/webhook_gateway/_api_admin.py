@@ -11,15 +11,16 @@ from aiohttp import web
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError as JsNotFound
 from syncplane_common import dlq, rpc, subjects
-from syncplane_common.contracts import StravaSubscriptionEnsure, StravaSubscriptionEnsureReply
+from syncplane_common.contracts import (
+    BackgroundSyncRun,
+    ConnectionsStats,
+    StravaSubscriptionEnsure,
+    StravaSubscriptionEnsureReply,
+)
 from syncplane_common.errors import RetryableError
 
 from webhook_gateway._api_models import (
-    CONNECTIONS_STATS,
-    SYNC_BACKGROUND_RUN,
     BackgroundSyncBody,
-    BackgroundSyncRun,
-    ConnectionsStats,
     ConsumerStats,
     DeadLetters,
     DeadLettersQuery,
@@ -32,9 +33,12 @@ from webhook_gateway._api_models import (
     StreamStats,
     SubscriptionResult,
 )
+from webhook_gateway.context import Gateway
 from webhook_gateway.responses import error_response
 from webhook_gateway.routes import Call, Reply, Route, ask_owner, bus_errors
 
+CONNECTIONS_STATS = subjects.CONNECTIONS_STATS
+SYNC_BACKGROUND_RUN = subjects.SYNC_BACKGROUND_RUN
 ADMIN = "/api/v1/admin"
 WEBHOOK_CONFIG_BUCKET = "webhook_config"
 STRAVA_SUBSCRIPTION_KEY = "strava.subscription_id"
@@ -113,13 +117,20 @@ async def admin_strava_subscription(call: Call) -> web.StreamResponse:
         return error_response(
             503, "unavailable", "STRAVA_WEBHOOK_VERIFY_TOKEN is not set on the gateway"
         )
+    return _json(await ensure_strava_subscription(call.gateway))
+
+
+async def ensure_strava_subscription(gateway: Gateway) -> SubscriptionResult:
+    """Ask token-service for the subscription, then record its id where the webhook route
+    reads it (the API route and the console's action both come here)."""
+    settings = gateway.settings
     ensure = StravaSubscriptionEnsure(
         callback_url=f"{settings.public_base_url.rstrip('/')}/webhooks/strava",
         verify_token=settings.strava_webhook_verify_token,
     )
     with bus_errors(subjects.STRAVA_SUBSCRIPTION_ENSURE):
         reply = await rpc.request(
-            call.gateway.broker,
+            gateway.broker,
             subjects.STRAVA_SUBSCRIPTION_ENSURE,
             ensure,
             StravaSubscriptionEnsureReply,
@@ -128,9 +139,9 @@ async def admin_strava_subscription(call: Call) -> web.StreamResponse:
     if reply.subscription_id is None:
         raise RetryableError("token-service answered without a subscription id")
     with bus_errors(f"KV {WEBHOOK_CONFIG_BUCKET}"):
-        kv = await call.gateway.runtime.jetstream().key_value(WEBHOOK_CONFIG_BUCKET)
+        kv = await gateway.runtime.jetstream().key_value(WEBHOOK_CONFIG_BUCKET)
         await kv.put(STRAVA_SUBSCRIPTION_KEY, str(reply.subscription_id).encode())
-    return _json(SubscriptionResult(subscription_id=reply.subscription_id, created=reply.created))
+    return SubscriptionResult(subscription_id=reply.subscription_id, created=reply.created)
 
 
 # -- dead letters --------------------------------------------------------------------------

@@ -57,7 +57,8 @@ _CLOSE = Item("", 0, b"")
 @dataclass
 class ProgressHub:
     gateway: Gateway
-    listeners: dict[str, set[asyncio.Queue[Item]]] = field(default_factory=dict)
+    # Keyed by user; None: the admin console, which watches every user.
+    listeners: dict[str | None, set[asyncio.Queue[Item]]] = field(default_factory=dict)
     _sub: JetStreamContext.PushSubscription | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -65,7 +66,7 @@ class ProgressHub:
     def count(self) -> int:
         return sum(len(qs) for qs in self.listeners.values())
 
-    async def join(self, user_id: str) -> asyncio.Queue[Item]:
+    async def join(self, user_id: str | None) -> asyncio.Queue[Item]:
         async with self._lock:
             if self._sub is None:
                 with bus_errors("sync progress stream"):
@@ -80,7 +81,7 @@ class ProgressHub:
             self.listeners.setdefault(user_id, set()).add(queue)
             return queue
 
-    async def leave(self, user_id: str, queue: asyncio.Queue[Item]) -> None:
+    async def leave(self, user_id: str | None, queue: asyncio.Queue[Item]) -> None:
         async with self._lock:
             queues = self.listeners.get(user_id, set())
             queues.discard(queue)
@@ -103,7 +104,7 @@ class ProgressHub:
             log.warning("event without a user on %s", msg.subject)
             return
         item = Item(name, msg.metadata.sequence.stream, msg.data)
-        for queue in list(self.listeners.get(user_id, ())):
+        for queue in [*self.listeners.get(user_id, ()), *self.listeners.get(None, ())]:
             try:
                 queue.put_nowait(item)
             except asyncio.QueueFull:
@@ -134,8 +135,12 @@ def _frame(item: Item) -> bytes:
 
 
 async def sync_events(call: Call) -> web.StreamResponse:
-    user_id = call.path(UserPath).user_id
-    hub, options = call.request.app[HUB], call.request.app[EVENTS_OPTIONS]
+    return await stream_events(call.request, call.path(UserPath).user_id)
+
+
+async def stream_events(request: web.Request, user_id: str | None) -> web.StreamResponse:
+    """The SSE response for one user's events, or every user's (``None``, the console)."""
+    hub, options = request.app[HUB], request.app[EVENTS_OPTIONS]
     queue = await hub.join(user_id)  # 503 here if NATS is down: nothing sent yet
     response = web.StreamResponse(
         headers={
@@ -145,7 +150,7 @@ async def sync_events(call: Call) -> web.StreamResponse:
         }
     )
     try:
-        await response.prepare(call.request)
+        await response.prepare(request)
         await response.write(b": connected\nretry: 3000\n\n")
         while True:
             try:

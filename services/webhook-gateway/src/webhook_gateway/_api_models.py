@@ -1,22 +1,15 @@
-"""The app API's own models: path / query / body of each route, what it answers, and the
-provisional request bodies of the subjects whose owners have no contract yet.
-
-Provisional (``calendar.events.*``,
-``token.connections.stats``, ``sync.background.run``): the gateway sends these bodies and
-passes the owner's reply through unchanged, so the owner decides the reply's shape; when
-the owners publish contracts in ``syncplane_common.contracts`` these move there.
-"""
+"""The app API's own models: path / query / body of each route and what it answers. The
+bodies sent to other services are their contracts in ``syncplane_common.contracts``."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 from syncplane_common.contracts import (
     CalendarEventBody,
     ConnectionView,
-    Contract,
     ProviderName,
     Reply,
     UserId,
@@ -31,16 +24,6 @@ DATA_TYPES: dict[str, tuple[str, ...]] = {
     "whoop": ("recovery", "sleep", "cycle", "workout"),
     "google_calendar": ("events",),
 }
-
-# Subjects without a constant in syncplane_common.subjects yet.
-CALENDAR_EVENTS_LIST = "calendar.events.list"
-CALENDAR_EVENTS_GET = "calendar.events.get"
-CALENDAR_EVENTS_CREATE = "calendar.events.create"
-CALENDAR_EVENTS_UPDATE = "calendar.events.update"
-CALENDAR_EVENTS_DELETE = "calendar.events.delete"
-CALENDAR_EVENTS_QUERY = "calendar.events.query"
-CONNECTIONS_STATS = "token.connections.stats"
-SYNC_BACKGROUND_RUN = "sync.background.run"
 
 
 class Strict(BaseModel):
@@ -63,9 +46,6 @@ class OwnerReply(Reply):
     """Any owner's reply: ``error`` is read (it decides the status), the rest passes."""
 
     model_config = ConfigDict(frozen=True, extra="allow")
-
-    def payload(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude={"error", "schema_version"})
 
 
 class OwnerObject(BaseModel):
@@ -256,39 +236,6 @@ class EventsReply(OwnerObject):
     events: list[CalendarEventBody]
 
 
-class CalendarEventsList(Contract):
-    """Provisional request body of ``calendar.events.list``."""
-
-    user_id: UserId
-    calendar_id: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-    include_deleted: bool = False
-    limit: int | None = None
-
-
-class CalendarEventRef(Contract):
-    """Provisional request body of ``calendar.events.get`` and ``calendar.events.delete``."""
-
-    user_id: UserId
-    event_id: str
-
-
-class CalendarEventCreate(Contract):
-    """Provisional request body of ``calendar.events.create``."""
-
-    user_id: UserId
-    event: CalendarEventBody
-
-
-class CalendarEventUpdate(Contract):
-    """Provisional request body of ``calendar.events.update``: only the fields to change."""
-
-    user_id: UserId
-    event_id: str
-    changes: dict[str, JsonValue]
-
-
 # -- admin ---------------------------------------------------------------------------------
 
 
@@ -318,22 +265,11 @@ class Overview(BaseModel):
     )
 
 
-class ConnectionsStats(Contract):
-    """Provisional request body of ``token.connections.stats`` (connection counts)."""
-
-
 class BackgroundSyncBody(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     sync_type: Literal["quick", "full"] = Field("quick", alias="syncType")
     max_users: int | None = Field(None, ge=1, le=100_000, alias="maxUsers")
-
-
-class BackgroundSyncRun(Contract):
-    """Provisional request body of ``sync.background.run`` (sync-worker's due list)."""
-
-    sync_type: Literal["quick", "full"]
-    max_users: int | None = None
 
 
 class SubscriptionResult(BaseModel):

@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 from syncplane_common import bus, rpc, subjects
 from syncplane_common.contracts import (
+    CalendarEventsQuery,
+    CalendarEventsQueryReply,
     ConnectionsList,
     ConnectionsListReply,
     DataQuery,
@@ -31,7 +33,6 @@ from syncplane_common.errors import NotFoundError
 
 from webhook_gateway import _api_admin, _api_calendar, _api_events
 from webhook_gateway._api_models import (
-    CALENDAR_EVENTS_QUERY,
     ConnectionsReply,
     DataPath,
     DataQueryParams,
@@ -181,17 +182,26 @@ async def sync_session(call: Call) -> web.StreamResponse:
 
 async def read_data(call: Call) -> web.StreamResponse:
     path, query = call.path(DataPath), call.query(DataQueryParams)
-    message = DataQuery(
-        user_id=path.user_id,
-        provider=path.provider,
-        data_type=path.type,
-        start=query.start,
-        end=query.end,
-        limit=query.limit,
-        force_refresh=query.force_refresh,
-    )
-    # Calendar events belong to calendar-sync; every other type to sync-worker.
-    subject = CALENDAR_EVENTS_QUERY if path.provider == "google_calendar" else subjects.DATA_QUERY
+    asked = {
+        "user_id": path.user_id,
+        "provider": path.provider,
+        "data_type": path.type,
+        "start": query.start,
+        "end": query.end,
+        "limit": query.limit,
+        "force_refresh": query.force_refresh,
+    }
+    # Calendar events belong to calendar-sync (the local mirror is the cache); every
+    # other type to sync-worker.
+    if path.provider == "google_calendar":
+        reply = await ask_owner(
+            call,
+            subjects.CALENDAR_EVENTS_QUERY,
+            CalendarEventsQuery(**asked),
+            CalendarEventsQueryReply,
+        )
+        return _json(reply)
+    subject, message = subjects.DATA_QUERY, DataQuery(**asked)
     return _json(await ask_owner(call, subject, message))
 
 
@@ -301,7 +311,7 @@ ROUTES = (
         subject=subjects.DATA_QUERY,
         description=fronts(
             "the owner (sync-worker; calendar-sync for google_calendar/events on "
-            f"`{CALENDAR_EVENTS_QUERY}`)",
+            f"`{subjects.CALENDAR_EVENTS_QUERY}`)",
             "The owner's reply, passed through.",
         ),
         replies=(Reply(200, "Rows and freshness metadata", DataReply),),

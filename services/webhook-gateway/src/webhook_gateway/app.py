@@ -2,7 +2,8 @@
 
 Route modules each own one surface and register on the runtime's aiohttp app:
 ``webhooks`` (providers → JetStream), ``connect`` (OAuth redirects), ``api`` (the app
-API and admin routes, each fronting a request/reply subject), ``openapi`` (the document).
+API and admin routes, each fronting a request/reply subject), ``console`` (the ``/admin``
+pages), ``openapi`` (the document).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from syncplane_common.runtime import ServiceRuntime
 from syncplane_common.settings import load_settings
 
-from webhook_gateway import api, connect, openapi, webhooks
+from webhook_gateway import api, connect, console, openapi, webhooks
 from webhook_gateway.context import GATEWAY, Gateway
 from webhook_gateway.settings import GatewaySettings
 
@@ -23,6 +24,6 @@ def build(settings: GatewaySettings | None = None) -> ServiceRuntime:
     runtime = ServiceRuntime(SERVICE, settings, SCHEMA)
     gateway = Gateway(runtime, settings)
     runtime.http[GATEWAY] = gateway
-    for surface in (webhooks, connect, api, openapi):
+    for surface in (webhooks, connect, api, console, openapi):
         surface.setup(gateway)
     return runtime

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from syncplane_common import rpc
 from syncplane_common.clock import Clock, SystemClock
 from syncplane_common.contracts import Contract
+from syncplane_common.contracts import Reply as ReplyContract
 from syncplane_common.errors import RetryableError, SyncplaneError
 from syncplane_common.rpc import describe_validation
 
@@ -241,17 +242,21 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     return handle
 
 
-async def ask_owner(call: Call, subject: str, message: Contract) -> dict[str, Any]:
-    """The owner's reply to ``message`` on ``subject``, passed through without ``error``."""
+async def ask_owner(
+    call: Call, subject: str, message: Contract, reply_type: type[ReplyContract] = OwnerReply
+) -> dict[str, Any]:
+    """The owner's reply to ``message`` on ``subject``, without ``error``. A subject with
+    a reply contract names it, so a reply that breaks the contract is refused here
+    (``unavailable``), not passed on to the app; the others pass through as they come."""
     with bus_errors(subject):
         reply = await rpc.request(
             call.gateway.broker,
             subject,
             message,
-            OwnerReply,
+            reply_type,
             wait=call.gateway.settings.request_timeout_seconds,
         )
-    return reply.payload()
+    return reply.model_dump(mode="json", exclude={"error", "schema_version"})
 
 
 @contextmanager

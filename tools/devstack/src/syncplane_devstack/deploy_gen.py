@@ -29,7 +29,6 @@ import yaml
 from pydantic_core import PydanticUndefined
 from syncplane_common import subjects
 from syncplane_common.subjects import ServiceChannels
-from webhook_gateway import _api_models
 
 from syncplane_devstack.secrets import SECRET_SETTINGS, dev_secrets
 from syncplane_devstack.stack import SERVICES, ServiceSpec
@@ -69,12 +68,6 @@ KV_ACCESS: dict[str, dict[str, KvAccess]] = {
     "webhook-gateway": {"gcal_channels": "read", "webhook_config": "write"},
     "sync-worker": {"rate_budgets": "write"},
     "calendar-sync": {"gcal_channels": "write"},
-}
-
-# Request subjects a service calls that subjects.SERVICES does not list yet (the admin
-# console's): kept here until they move there, so the permissions follow the code.
-EXTRA_REQUESTS: dict[str, tuple[str, ...]] = {
-    "webhook-gateway": (_api_models.CONNECTIONS_STATS, _api_models.SYNC_BACKGROUND_RUN),
 }
 
 # The gateway's admin console and SSE read streams through ephemeral consumers of their
@@ -172,7 +165,6 @@ def service_permissions(channels: ServiceChannels) -> Permissions:
     publish: list[str] = [
         *channels.publishes,
         *channels.requests,
-        *EXTRA_REQUESTS.get(service, ()),
     ]
     subscribe: list[str] = [f"{subjects.inbox_prefix(service)}.>", *channels.replies]
     for durable in channels.consumes:

@@ -53,6 +53,8 @@ SERVICES: tuple[ServiceSpec, ...] = (
 )
 
 DEV_DATABASE = "syncplane"
+# The gateway's Google Calendar push route (webhook_gateway.webhooks.GCAL_PATH).
+GCAL_WEBHOOK_PATH = "/webhooks/google/calendar"
 
 
 def role_dsn(admin_dsn: str, role: str) -> str:
@@ -151,7 +153,6 @@ class Stack:
 
     def _spawn_sandbox(self) -> Child:
         port = free_port()
-        gateway_port = self._ports["webhook-gateway"]
         env = {
             **self.environ,
             **{
@@ -160,7 +161,7 @@ class Stack:
                 if k.endswith(("_CLIENT_ID", "_CLIENT_SECRET"))
             },
             # WHOOP delivers to one URL per app; in the dev stack that is our gateway.
-            "SANDBOX_WHOOP_WEBHOOK_URL": f"http://127.0.0.1:{gateway_port}/webhooks/whoop",
+            "SANDBOX_WHOOP_WEBHOOK_URL": f"{self._gateway_url()}/webhooks/whoop",
         }
         log = self.workdir / "logs" / "provider-sandbox.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -175,20 +176,31 @@ class Stack:
 
     # -- services --------------------------------------------------------------------
 
-    def _spawn(self, spec: ServiceSpec) -> Child:
+    def _gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self._ports['webhook-gateway']}"
+
+    def service_values(self, spec: ServiceSpec) -> dict[str, str]:
+        """Every setting the stack has for ``spec`` (``service_env`` keeps its own)."""
         port = self._ports[spec.name]
         values: dict[str, str] = {
+            # Google pushes calendar changes to the address calendar-sync gives at watch
+            # time: the gateway's route, unless the environment names another (a tunnel).
+            "GCAL_WEBHOOK_URL": f"{self._gateway_url()}{GCAL_WEBHOOK_PATH}",
             **{k: v for k, v in self.environ.items() if k.upper() in _ALL_SETTINGS},
             **self.provider_urls(),
             **self.secrets,
             "NATS_URL": self.nats_url,
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(port),
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{self._ports['webhook-gateway']}",
+            "PUBLIC_BASE_URL": self._gateway_url(),
         }
         if spec.db_role is not None:
             values["DATABASE_URL"] = role_dsn(self.database_url, spec.db_role)
-        env = service_env(spec, self.environ, values)
+        return values
+
+    def _spawn(self, spec: ServiceSpec) -> Child:
+        port = self._ports[spec.name]
+        env = service_env(spec, self.environ, self.service_values(spec))
         log = self.workdir / "logs" / f"{spec.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.Popen(

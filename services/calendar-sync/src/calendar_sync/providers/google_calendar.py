@@ -179,7 +179,14 @@ class GoogleCalendarClient:
         if etag is not None:
             headers["If-Match"] = etag
         answer = await call(
-            self.session, method, url, headers=headers, params=params, json_body=body
+            self.session,
+            method,
+            url,
+            provider="google_calendar",
+            operation=what,
+            headers=headers,
+            params=params,
+            json_body=body,
         )
         if answer.status >= 400:
             raise_for_status(answer.status, answer.body, token, what)

@@ -145,7 +145,13 @@ class GeocodingClient:
             "addressdetails": "1",
         }
         answer = await http_call(
-            self._session, "GET", self._url, headers=self._headers, params=params
+            self._session,
+            "GET",
+            self._url,
+            provider="nominatim",
+            operation="reverse",
+            headers=self._headers,
+            params=params,
         )
         if answer.status != 200:
             raise classify(answer.status, answer.text)

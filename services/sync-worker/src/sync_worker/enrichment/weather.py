@@ -231,7 +231,14 @@ class WeatherClient:
             "timezone": "GMT",
             "timeformat": "unixtime",
         }
-        answer = await http_call(self._session, "GET", self._url, params=params)
+        answer = await http_call(
+            self._session,
+            "GET",
+            self._url,
+            provider="open_meteo",
+            operation="archive",
+            params=params,
+        )
         if answer.status != 200:
             raise classify(answer.status, answer.body, self._clock.now())
         # Several locations come back as an array, one as a bare object (§8.3); a body

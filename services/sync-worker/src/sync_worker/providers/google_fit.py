@@ -156,7 +156,14 @@ class GoogleFitClient:
     ) -> dict[str, Any]:
         url = f"{self.api_base}{path}"
         answer = await call(
-            self.session, method, url, headers=bearer(token), params=params, json_body=body
+            self.session,
+            method,
+            url,
+            provider="google_fit",
+            operation=operation,
+            headers=bearer(token),
+            params=params,
+            json_body=body,
         )
         if answer.status >= 400:
             raise_for_answer(

@@ -142,7 +142,15 @@ class StravaClient:
         self, path: str, token: str, params: Mapping[str, str], operation: Operation
     ) -> tuple[Any, StravaUsage | None]:
         url = f"{self.api_base}{path}"
-        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        answer = await call(
+            self.session,
+            "GET",
+            url,
+            provider="strava",
+            operation=operation,
+            headers=bearer(token),
+            params=params,
+        )
         if answer.status >= 400:
             raise_for_answer(
                 answer.status,

@@ -187,7 +187,15 @@ class WhoopClient:
         operation: Operation,
     ) -> tuple[dict[str, Any], WhoopUsage | None]:
         url = f"{self.api_base}{path}"
-        answer = await call(self.session, "GET", url, headers=bearer(token), params=params)
+        answer = await call(
+            self.session,
+            "GET",
+            url,
+            provider="whoop",
+            operation=operation,
+            headers=bearer(token),
+            params=params,
+        )
         if answer.status >= 400:
             raise_for_answer(
                 answer.status,

@@ -80,10 +80,13 @@ def number_field(body: Any, key: str) -> float | None:
 class Http:
     """The one way provider clients call out: JSON in, error tree out."""
 
-    def __init__(self, session: aiohttp.ClientSession, clock: Clock, raise_for: ErrorMapper):
+    def __init__(
+        self, session: aiohttp.ClientSession, clock: Clock, raise_for: ErrorMapper, provider: str
+    ):
         self.session = session
         self.clock = clock
         self.raise_for = raise_for
+        self.provider = provider
 
     async def call(
         self,
@@ -101,6 +104,8 @@ class Http:
             session or self.session,
             method,
             url,
+            provider=self.provider,
+            operation=during,
             headers=headers,
             params=params,
             form=form,

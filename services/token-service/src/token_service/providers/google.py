@@ -60,7 +60,7 @@ class GoogleOAuth:
         client_secret: str,
     ) -> None:
         self.name = name
-        self.http = Http(session, clock, raise_for_answer)
+        self.http = Http(session, clock, raise_for_answer, name)
         self.token_url = token_url
         self.revoke_url = revoke_url
         self.client_id = client_id

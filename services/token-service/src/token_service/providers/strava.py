@@ -84,7 +84,7 @@ class StravaOAuth:
         client_secret: str,
         admin_session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.http = Http(session, clock, raise_for_answer)
+        self.http = Http(session, clock, raise_for_answer, NAME)
         self.oauth_base = oauth_base.rstrip("/")
         self.api_base = api_base.rstrip("/")
         self.client_id = client_id

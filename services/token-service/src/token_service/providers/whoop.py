@@ -62,7 +62,7 @@ class WhoopOAuth:
         client_id: str,
         client_secret: str,
     ) -> None:
-        self.http = Http(session, clock, raise_for_answer)
+        self.http = Http(session, clock, raise_for_answer, NAME)
         self.oauth_base = oauth_base.rstrip("/")
         self.api_base = api_base.rstrip("/")
         self.client_id = client_id
