@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from bench import bus, calendar, gateway, gateway_api, report, sandbox, sync, tokens
+from bench import bus, calendar, gateway, gateway_api, report, sandbox, smart_read, sync, tokens
 from bench.report import Bench, Figure
 
 # New bench modules add their BENCHES here; they run in this order.
@@ -27,6 +27,7 @@ BENCHES: tuple[Bench, ...] = (
     *gateway_api.BENCHES,
     *sync.BENCHES,
     *calendar.BENCHES,
+    *smart_read.BENCHES,
 )
 
 

@@ -221,6 +221,7 @@ ErrorCode = Literal[
     "reauth_required",
     "revoked",
     "unavailable",
+    "provider_unavailable",
     "conflict",
     "internal",
 ]
@@ -475,8 +476,13 @@ class DataTypeStatus(Contract):
 
 
 class SyncStatusReply(Reply):
+    """Every provider and data type of the user. ``sync_status`` is the same entries as
+    the smart-sync design (seeds/004) draws them: provider → data type → entry."""
+
     user_id: str | None = None
     statuses: tuple[DataTypeStatus, ...] = ()
+    sync_status: dict[str, dict[str, DataTypeStatus]] = Field(default_factory=dict)
+    check_timestamp: datetime | None = None
 
 
 class DataQuery(Contract):

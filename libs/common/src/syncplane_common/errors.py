@@ -4,6 +4,8 @@
      ├── RetryableError          try again later; ``retry_after`` seconds if known
      │    ├── CursorInvalidError the stored cursor/sync token is gone: restart from scratch
      │    ├── ConflictError      someone else wrote first: reload and decide again
+     │    ├── ProviderUnavailableError  a provider failed and nothing stored can stand in
+     │    │                      for its answer (a smart read): HTTP 502
      │    └── TokenRejectedError the provider refused this access token: token.get with
      │                           force_refresh + its fingerprint, then retry once
      ├── PermanentError          retrying cannot help: dead-letter the message / fail the item
@@ -72,6 +74,13 @@ class ConflictError(RetryableError):
     def __init__(self, message: str, *, details: dict[str, object] | None = None) -> None:
         # Nothing to wait for: reload and decide again on what the other writer wrote.
         super().__init__(message, retry_after=0.0, details=details)
+
+
+class ProviderUnavailableError(RetryableError):
+    """A provider failed a read that nothing stored can answer instead (a smart read of a
+    type never synced): the app API's 502, distinct from our own service being down."""
+
+    code = "provider_unavailable"
 
 
 class TokenRejectedError(RetryableError):

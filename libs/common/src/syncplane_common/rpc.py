@@ -31,6 +31,7 @@ from syncplane_common.errors import (
     NotConnectedError,
     NotFoundError,
     PermanentError,
+    ProviderUnavailableError,
     ReauthRequiredError,
     RetryableError,
     RevokedError,
@@ -50,6 +51,10 @@ def error_reply(err: BaseException) -> ErrorReply:
     """The wire form of an exception, by what the caller must do about it."""
     if isinstance(err, ValidationError):
         return ErrorReply(code="bad_request", message=describe_validation(err))
+    if isinstance(err, ProviderUnavailableError):
+        return ErrorReply(
+            code="provider_unavailable", message=err.message, retry_after=err.retry_after
+        )
     if isinstance(err, RetryableError):
         return ErrorReply(code="unavailable", message=err.message, retry_after=err.retry_after)
     if isinstance(err, ReauthRequiredError):
@@ -66,6 +71,8 @@ def raise_error(error: ErrorReply) -> None:
     match error.code:
         case "unavailable" | "internal":
             raise RetryableError(error.message, retry_after=error.retry_after)
+        case "provider_unavailable":
+            raise ProviderUnavailableError(error.message, retry_after=error.retry_after)
         case "reauth_required":
             raise ReauthRequiredError(error.message)
         case "not_connected":

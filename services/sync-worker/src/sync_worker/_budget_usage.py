@@ -16,8 +16,15 @@ from dataclasses import dataclass
 
 from sync_worker._budget_policy import Observed
 from sync_worker.providers._strava_usage import StravaUsage
+from sync_worker.providers._whoop_usage import WhoopUsage as ClientWhoopUsage
 
-__all__ = ["WhoopUsage", "parse_whoop_usage", "strava_observed", "whoop_observed"]
+__all__ = [
+    "WhoopUsage",
+    "parse_whoop_usage",
+    "strava_observed",
+    "whoop_client_observed",
+    "whoop_observed",
+]
 
 # Window names of the default limits (budget.STRAVA_WINDOWS, budget.WHOOP_WINDOWS).
 _WHOOP_WINDOW_NAMES = {60: "minute", 86_400: "day"}
@@ -103,8 +110,22 @@ def whoop_observed(headers: Mapping[str, str]) -> list[Observed]:
     """Exact use of the leading window; for every longer window the same number is a
     lower bound (it contains the leading one), for shorter ones we only learn the limit."""
     usage = parse_whoop_usage(headers)
-    if usage is None:
+    return [] if usage is None else _whoop_windows(usage)
+
+
+def whoop_client_observed(usage: ClientWhoopUsage | None) -> list[Observed]:
+    """The same corrections from the WHOOP client's parsed answer (it keeps no headers)."""
+    if usage is None or not usage.policies:
         return []
+    policies = {p.window_seconds: p.limit for p in usage.policies}
+    reset = int(usage.reset_seconds)
+    lead = _lead(policies, usage.limit, reset)
+    if lead is None:
+        return []
+    return _whoop_windows(WhoopUsage(policies, lead, usage.remaining, reset))
+
+
+def _whoop_windows(usage: WhoopUsage) -> list[Observed]:
     lead_limit = usage.policies[usage.lead_seconds]
     lead_used = max(lead_limit - usage.remaining, 0)
     out: list[Observed] = []

@@ -30,14 +30,17 @@ from sync_worker.budget import (
     RateBudget,
     default_limits,
     strava_windows,
+    whoop_windows,
 )
 from sync_worker.engine import Engine, Sources
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import StravaClient
+from sync_worker.providers.whoop import WhoopClient
 from sync_worker.scheduler import Scheduler
 from sync_worker.settings import SyncWorkerSettings, parse_pair
 from sync_worker.strava_source import StravaActivities
+from sync_worker.whoop_source import whoop_sources
 
 SERVICE = "sync-worker"
 SCHEMA: str | None = "sync"
@@ -78,7 +81,8 @@ class SyncApp:
             limits = default_limits(
                 strava=strava_windows(
                     parse_pair(s.strava_rate_limit), parse_pair(s.strava_read_rate_limit)
-                )
+                ),
+                whoop=whoop_windows(*parse_pair(s.whoop_rate_limit)),
             )
             budget = await KvRateBudget.bind(
                 runtime.jetstream(), limits, self.clock, s.rate_background_share
@@ -93,7 +97,13 @@ class SyncApp:
                     overlap=timedelta(seconds=s.strava_incremental_overlap_seconds),
                     sport_types=s.strava_sport_type_filter,
                     budget=budget,
-                )
+                ),
+                *whoop_sources(
+                    WhoopClient(session, s.whoop_api_base, self.clock),
+                    backfill_since=s.whoop_backfill_since,
+                    overlap=timedelta(seconds=s.whoop_incremental_overlap_seconds),
+                    budget=budget,
+                ),
             ]
         )
         engine = Engine(
@@ -123,6 +133,7 @@ class SyncApp:
             heartbeat_seconds=s.sync_heartbeat_seconds,
             max_deliver=s.max_deliver,
             intervals=s.schedule_interval_seconds,
+            thresholds=s.freshness_thresholds,
             delete_data_on_revoke=s.delete_data_on_revoke,
         )
         if self.scheduler_enabled:

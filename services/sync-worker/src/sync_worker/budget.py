@@ -47,6 +47,7 @@ from sync_worker._budget_usage import (
     WhoopUsage,
     parse_whoop_usage,
     strava_observed,
+    whoop_client_observed,
     whoop_observed,
 )
 
@@ -76,6 +77,7 @@ __all__ = [
     "slot_key",
     "strava_observed",
     "strava_windows",
+    "whoop_client_observed",
     "whoop_observed",
     "whoop_windows",
 ]

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from faststream.nats import NatsBroker
@@ -50,6 +50,13 @@ class Worker:
     max_deliver: int
     intervals: dict[str, int]
     delete_data_on_revoke: bool
+    # Freshness per (provider, data type) for smart reads and status (settings).
+    thresholds: dict[tuple[str, str], float] = field(default_factory=dict)
+    flights: queries.Flights = field(default_factory=queries.Flights)
+
+    @property
+    def freshness(self) -> queries.Freshness:
+        return queries.Freshness(self.thresholds, self.intervals)
 
 
 @contextlib.asynccontextmanager
@@ -119,7 +126,8 @@ def register(
             source,
             event.event_id,
             event.object_id,
-            "delete" if event.action == "delete" else "fetch",
+            # Strava says "delete", WHOOP "deleted" (and "updated" for a new record too).
+            "delete" if event.action in ("delete", "deleted") else "fetch",
         )
 
     async def connection_changed(event: ConnectionEvent, message: NatsMessage) -> None:
@@ -138,10 +146,11 @@ def register(
 
     async def status(ask: SyncStatusGet) -> SyncStatusReply:
         w = worker()
-        return await queries.status(w.engine, w.intervals, ask)
+        return await queries.status(w.engine, w.freshness, ask)
 
     async def data(ask: DataQuery) -> DataReply:
-        return await queries.data(worker().engine, ask)
+        w = worker()
+        return await queries.data(w.engine, ask, w.freshness, w.flights)
 
     serve = functools.partial(rpc.responder, broker, queue=QUEUE, max_workers=rpc_workers)
     serve(subjects.SYNC_SESSION_GET, SyncSessionGet, SyncSessionReply)(session)

@@ -4,9 +4,12 @@ lifecycle chores that touch stored data (cancel running sessions, purge on revok
 
 A smart read answers from storage when the data is fresh enough, else syncs now and
 answers what that stored; a provider failure with data on hand answers the stored rows
-as ``stale_cache`` with the warning and the error. Concurrent stale reads of one user's
-data type in this process share one sync (a single flight), so a burst of app opens
-costs one provider fetch.
+as ``stale_cache`` with the warning and the error, with nothing stored a
+``ProviderUnavailableError`` (the gateway's 502). Freshness is per (provider, data type)
+(:class:`Freshness`). Concurrent stale reads of one user's data type share one sync: in
+a process they await one task (:class:`Flights`), across replicas a Postgres advisory lock
+per (user, provider, type) serialises the syncs and the one that waited re-reads the sync
+log first, finds the data fresh and serves it; a burst of app opens costs one fetch.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from syncplane_common.contracts import (
     DataQuery,
@@ -29,21 +34,34 @@ from syncplane_common.contracts import (
 )
 from syncplane_common.errors import (
     ConflictError,
+    NotConnectedError,
     NotFoundError,
     PermanentError,
+    ProviderUnavailableError,
+    ReauthRequiredError,
     RetryableError,
+    RevokedError,
     SyncplaneError,
 )
 
 from sync_worker import session_store, sessions, sync_state
-from sync_worker.engine import Cancelled, Deferred, Engine
+from sync_worker.engine import Cancelled, Deferred, Engine, Source
+
+if TYPE_CHECKING:
+    from sync_worker.engine import Conn
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 100
-
-# Freshness thresholds per (provider, data type) for smart reads and status.
-THRESHOLDS: dict[tuple[str, str], float] = {("strava", "activities"): 3600.0}
+DEFAULT_THRESHOLD = 3600.0
+# On-demand syncs one process runs at once (each holds a pooled connection for its lock).
+FLIGHT_CONCURRENCY = 4
+# A replica waits this long for another's on-demand sync of the same type, then says retry.
+LOCK_WAIT_SECONDS = 30.0
+LOCK = "SELECT pg_advisory_lock(hashtextextended($1, 0))"
+UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
+# How the notes name a provider, as the smart-sync design writes "WHOOP API".
+PROVIDER_LABELS = {"whoop": "WHOOP", "strava": "Strava", "google_fit": "Google Fit"}
 
 
 async def session(engine: Engine, ask: SyncSessionGet) -> SyncSessionReply:
@@ -89,11 +107,30 @@ async def session(engine: Engine, ask: SyncSessionGet) -> SyncSessionReply:
     )
 
 
-def _threshold(provider: str, data_type: str, fallback: float) -> float:
-    return THRESHOLDS.get((provider, data_type), fallback)
+@dataclass(frozen=True)
+class Freshness:
+    """How old each data type's last sync may be (``SYNC_FRESHNESS_THRESHOLDS``); a type
+    left out falls back to its provider's schedule interval, then to an hour."""
+
+    thresholds: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    intervals: Mapping[str, int] = field(default_factory=dict)
+
+    def threshold(self, provider: str, data_type: str) -> float:
+        found = self.thresholds.get((provider, data_type))
+        if found is not None:
+            return float(found)
+        return float(self.intervals.get(provider, DEFAULT_THRESHOLD))
 
 
-async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) -> SyncStatusReply:
+def _age(last: datetime | None, now: datetime) -> float | None:
+    return None if last is None else max((now - last).total_seconds(), 0.0)
+
+
+def _hours(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 3600, 2)
+
+
+async def status(engine: Engine, freshness: Freshness, ask: SyncStatusGet) -> SyncStatusReply:
     now = engine.clock.now()
     entries = {
         (e.provider, e.data_type): e
@@ -110,9 +147,9 @@ async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) 
         if ask.data_type and data_type != ask.data_type:
             continue
         entry = entries.get((provider, data_type))
-        threshold = _threshold(provider, data_type, float(intervals.get(provider, 3600)))
+        threshold = freshness.threshold(provider, data_type)
         last = None if entry is None else entry.last_success_at
-        age = None if last is None else (now - last).total_seconds()
+        age = _age(last, now)
         statuses.append(
             DataTypeStatus(
                 provider=provider,
@@ -122,8 +159,8 @@ async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) 
                 last_sync_at=last,
                 last_attempt_at=None if entry is None else entry.last_attempt_at,
                 records_synced=0 if entry is None else entry.records_synced,
-                time_since_sync_seconds=age,
-                time_since_sync_hours=None if age is None else round(age / 3600, 2),
+                time_since_sync_seconds=None if age is None else round(age, 3),
+                time_since_sync_hours=_hours(age),
                 threshold_seconds=threshold,
                 threshold_hours=round(threshold / 3600, 2),
                 needs_sync=age is None or age >= threshold,
@@ -131,31 +168,81 @@ async def status(engine: Engine, intervals: dict[str, int], ask: SyncStatusGet) 
                 session_id=None if entry is None else entry.session_id,
             )
         )
-    return SyncStatusReply(user_id=ask.user_id, statuses=tuple(statuses))
+    grouped: dict[str, dict[str, DataTypeStatus]] = {}
+    for item in statuses:
+        grouped.setdefault(item.provider, {})[item.data_type] = item
+    return SyncStatusReply(
+        user_id=ask.user_id, statuses=tuple(statuses), sync_status=grouped, check_timestamp=now
+    )
 
 
-_flights: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+# -- smart reads ---------------------------------------------------------------------------
 
 
-async def _sync_now(engine: Engine, user_id: str, provider: str, data_type: str) -> None:
-    """One on-demand incremental sync per (user, provider, type) at a time in this
-    process; concurrent callers await the same one."""
-    key = (user_id, provider, data_type)
-    flight = _flights.get(key)
+class Flights:
+    """The on-demand syncs of one process: concurrent stale reads of one user's data type
+    await the same one. Across replicas an advisory lock per (user, provider, type) makes
+    the second replica wait for the first and then find the data fresh."""
+
+    def __init__(self, concurrency: int = FLIGHT_CONCURRENCY) -> None:
+        self.running: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        # Each flight holds a pooled connection for its lock while the sync takes more:
+        # a bound well under the pool size keeps flights from starving their own syncs.
+        self.slots = asyncio.Semaphore(concurrency)
+
+
+async def _sync_now(engine: Engine, flights: Flights, ask: DataQuery, freshness: Freshness) -> None:
+    key = (ask.user_id, ask.provider, ask.data_type)
+    flight = flights.running.get(key)
     if flight is None:
-        command = SyncRequested(
-            request_id=f"read:{uuid.uuid4().hex}",
-            user_id=user_id,
-            provider=provider,
-            kind="on_demand",
-            data_types=(data_type,),
-            requested_at=engine.clock.now(),
-            priority="interactive",
+        asked_at = engine.clock.now()
+        threshold = freshness.threshold(ask.provider, ask.data_type)
+        flight = asyncio.get_running_loop().create_task(
+            _fly(engine, flights, ask, asked_at, None if ask.force_refresh else threshold)
         )
-        flight = asyncio.get_running_loop().create_task(_run(engine, command))
-        _flights[key] = flight
-        flight.add_done_callback(lambda _: _flights.pop(key, None))
+        flights.running[key] = flight
+        flight.add_done_callback(lambda _: flights.running.pop(key, None))
     await asyncio.shield(flight)
+
+
+async def _fly(
+    engine: Engine,
+    flights: Flights,
+    ask: DataQuery,
+    asked_at: datetime,
+    threshold: float | None,
+) -> None:
+    """One on-demand sync under the cluster-wide lock of (user, provider, type), unless
+    whoever held the lock before us synced it meanwhile."""
+    lock = f"smart-read:{ask.user_id}:{ask.provider}:{ask.data_type}"
+    async with flights.slots, engine.pool.acquire() as conn:
+        try:
+            await asyncio.wait_for(conn.execute(LOCK, lock), LOCK_WAIT_SECONDS)
+        except TimeoutError:
+            raise RetryableError(
+                f"another replica is still syncing {ask.provider}/{ask.data_type}",
+                retry_after=1.0,
+            ) from None
+        try:
+            last = await sync_state.last_success(conn, ask.user_id, ask.provider, ask.data_type)
+            now = engine.clock.now()
+            if last is not None and (
+                last >= asked_at
+                or (threshold is not None and (now - last).total_seconds() < threshold)
+            ):
+                return
+            command = SyncRequested(
+                request_id=f"read:{uuid.uuid4().hex}",
+                user_id=ask.user_id,
+                provider=ask.provider,
+                kind="on_demand",
+                data_types=(ask.data_type,),
+                requested_at=now,
+                priority="interactive",
+            )
+            await _run(engine, command)
+        finally:
+            await conn.execute(UNLOCK, lock)
 
 
 async def _run(engine: Engine, command: SyncRequested) -> None:
@@ -169,78 +256,132 @@ async def _run(engine: Engine, command: SyncRequested) -> None:
         raise PermanentError(str(cancelled)) from cancelled
 
 
-async def data(engine: Engine, ask: DataQuery) -> DataReply:
+async def data(engine: Engine, ask: DataQuery, freshness: Freshness, flights: Flights) -> DataReply:
+    """A smart read, answered in the shape of the smart-sync design (seeds/004)."""
     source = engine.sources.get(ask.provider, ask.data_type)
     if source is None:
-        raise PermanentError(
-            f"sync-worker does not serve {ask.provider}/{ask.data_type} yet",
+        served = ", ".join(sorted(f"{s.provider}/{s.data_type}" for s in engine.sources))
+        raise NotFoundError(
+            f"sync-worker has no data type {ask.provider}/{ask.data_type}; it serves {served}",
             details={"provider": ask.provider, "data_type": ask.data_type},
         )
-    threshold = _threshold(ask.provider, ask.data_type, 3600.0)
-    last = await _last_success(engine, ask)
-    now = engine.clock.now()
-    fresh = last is not None and (now - last).total_seconds() < threshold
-    meta: dict[str, Any] = {"threshold_seconds": threshold}
-    warning: str | None = None
-    if fresh and not ask.force_refresh:
-        meta["source"] = "cache"
-        meta["cached_enough"] = True
-        meta["note"] = "data is fresh enough; served from storage"
-    else:
-        try:
-            await _sync_now(engine, ask.user_id, ask.provider, ask.data_type)
-            meta["source"] = f"{ask.provider}_api"
-            meta["cached_enough"] = False
-            meta["note"] = "forced refresh" if ask.force_refresh else "data was stale; synced now"
-        except SyncplaneError as err:
-            rows = await _rows(engine, ask)
-            if not rows:
-                raise RetryableError(
-                    f"{ask.provider} is unavailable and nothing is stored yet: {err}",
-                    retry_after=getattr(err, "retry_after", None),
-                ) from err
-            meta["source"] = "stale_cache"
-            meta["cached_enough"] = False
-            meta["error"] = f"{type(err).__name__}: {err}"
-            warning = f"{ask.provider} could not be reached; showing stored data"
-            meta["warning"] = warning
-            return _reply(rows, meta, await _last_success(engine, ask), now, warning)
-    rows = await _rows(engine, ask)
-    return _reply(rows, meta, await _last_success(engine, ask), now, warning)
+    threshold = freshness.threshold(ask.provider, ask.data_type)
+    # The hot path (a fresh cache) takes one pooled connection for both of its reads.
+    async with engine.pool.acquire() as conn:
+        last = await sync_state.last_success(conn, ask.user_id, ask.provider, ask.data_type)
+        age = _age(last, engine.clock.now())
+        fresh = not ask.force_refresh and age is not None and age < threshold
+        rows = await _read(conn, source, ask) if fresh else []
+    if fresh:
+        assert age is not None
+        return _answer(
+            "success",
+            rows,
+            {
+                "source": "cache",
+                "record_count": len(rows),
+                "last_sync_at": _iso(last),
+                "time_since_sync_seconds": round(age, 3),
+                "time_since_sync_hours": _hours(age),
+                "threshold_seconds": threshold,
+                "cached_enough": True,
+                "note": "Using cached data (fresh enough)",
+            },
+        )
+    label = PROVIDER_LABELS.get(ask.provider, ask.provider)
+    try:
+        await _sync_now(engine, flights, ask, freshness)
+    except SyncplaneError as err:
+        return await _stale(engine, source, ask, threshold, label, err)
+    rows = await _rows(engine, source, ask)
+    synced = await _last_success(engine, ask)
+    since = _age(synced, engine.clock.now())
+    return _answer(
+        "success",
+        rows,
+        {
+            "source": f"{ask.provider}_api",
+            "record_count": len(rows),
+            "synced_at": _iso(synced),
+            "time_since_sync_seconds": None if since is None else round(since, 3),
+            "time_since_sync_hours": _hours(since),
+            "threshold_seconds": threshold,
+            "cached_enough": False,
+            "note": f"Fresh data from {label} API"
+            + (" (forced refresh)" if ask.force_refresh else ""),
+        },
+    )
 
 
-def _reply(
-    rows: list[dict[str, Any]],
-    meta: dict[str, Any],
-    last: datetime | None,
-    now: datetime,
-    warning: str | None,
+async def _stale(
+    engine: Engine,
+    source: Source,
+    ask: DataQuery,
+    threshold: float,
+    label: str,
+    err: SyncplaneError,
 ) -> DataReply:
-    age = None if last is None else (now - last).total_seconds()
-    meta.update(
-        record_count=len(rows),
-        last_sync_at=None if last is None else last.astimezone(UTC).isoformat(),
-        time_since_sync_seconds=None if age is None else round(age, 3),
-        time_since_sync_hours=None if age is None else round(age / 3600, 3),
+    """The provider failed: the last stored rows with the warning and the error, or, with
+    nothing stored, an error of our own (502 at the gateway; the reconnect errors as they
+    are, since retrying will not help)."""
+    rows = await _rows(engine, source, ask)
+    last = await _last_success(engine, ask)
+    if not rows and last is None:
+        if isinstance(err, ReauthRequiredError | NotConnectedError | RevokedError):
+            raise err
+        raise ProviderUnavailableError(
+            f"{label} API failed and no {ask.data_type} data is stored yet: {err.message}",
+            retry_after=getattr(err, "retry_after", None),
+        ) from err
+    age = _age(last, engine.clock.now())
+    log.warning(
+        "smart read served stale cache",
+        extra={"user_id": ask.user_id, "provider": ask.provider, "error": err.message},
     )
-    return DataReply(
-        status="success_with_warning" if warning else "success",
-        data=tuple(rows),
-        metadata=meta,
+    return _answer(
+        "success_with_warning",
+        rows,
+        {
+            "source": "stale_cache",
+            "record_count": len(rows),
+            "last_sync_at": _iso(last),
+            "time_since_sync_seconds": None if age is None else round(age, 3),
+            "time_since_sync_hours": _hours(age),
+            "threshold_seconds": threshold,
+            "cached_enough": False,
+            "warning": "Using stale cached data due to sync failure",
+            "error": f"{label} API: {err.message}",
+        },
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
 
 
 async def _last_success(engine: Engine, ask: DataQuery) -> datetime | None:
     return await sync_state.last_success(engine.pool, ask.user_id, ask.provider, ask.data_type)
 
 
-async def _rows(engine: Engine, ask: DataQuery) -> list[dict[str, Any]]:
-    source = engine.sources.get(ask.provider, ask.data_type)
-    assert source is not None  # data() checked it
+def _answer(
+    status: Literal["success", "success_with_warning"],
+    rows: list[dict[str, Any]],
+    metadata: dict[str, Any],
+) -> DataReply:
+    # Built from our own rows: validating every nested value again costs a read's worth
+    # of CPU at a thousand reads a second, for nothing.
+    return DataReply.model_construct(status=status, data=tuple(rows), metadata=metadata)
+
+
+async def _rows(engine: Engine, source: Source, ask: DataQuery) -> list[dict[str, Any]]:
     async with engine.pool.acquire() as conn:
-        return await source.read(
-            conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
-        )
+        return await _read(conn, source, ask)
+
+
+async def _read(conn: Conn, source: Source, ask: DataQuery) -> list[dict[str, Any]]:
+    return await source.read(
+        conn, ask.user_id, start=ask.start, end=ask.end, limit=ask.limit or DEFAULT_LIMIT
+    )
 
 
 async def cancel_running(engine: Engine, user_id: str, provider: str) -> int:

@@ -26,11 +26,38 @@ def parse_intervals(value: str) -> dict[str, int]:
     return intervals
 
 
+DEFAULT_THRESHOLDS = (
+    "whoop/recovery=7200,whoop/sleep=7200,whoop/cycle=7200,whoop/workout=3600,"
+    "strava/activities=3600,google_fit/daily=600,google_fit/sessions=600"
+)
+
+
+def parse_thresholds(value: str) -> dict[tuple[str, str], float]:
+    """``whoop/recovery=7200,strava/activities=3600`` → {("whoop", "recovery"): 7200.0, ...}:
+    how old a data type's last sync may be before a smart read syncs it again."""
+    thresholds: dict[tuple[str, str], float] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, seconds = item.partition("=")
+        provider, slash, data_type = name.strip().partition("/")
+        if not sep or not slash or provider not in PROVIDERS or not data_type:
+            raise ValueError(
+                f"{item!r}: expected provider/data_type=seconds with a provider of {PROVIDERS}"
+            )
+        try:
+            age = float(seconds)
+        except ValueError:
+            raise ValueError(f"{item!r}: seconds must be a number") from None
+        if age < 0:
+            raise ValueError(f"{item!r}: a threshold cannot be negative")
+        thresholds[(provider, data_type)] = age
+    return thresholds
+
+
 def parse_pair(value: str) -> tuple[int, int]:
-    """``200,2000`` → (200, 2000): a 15-minute and a daily limit, both positive."""
+    """``200,2000`` → (200, 2000): a short-window and a daily limit, both positive."""
     parts = [p.strip() for p in value.split(",")]
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError("expected '<per 15 minutes>,<per day>', two positive integers")
+        raise ValueError("expected '<per window>,<per day>', two positive integers")
     return int(parts[0]), int(parts[1])
 
 
@@ -126,6 +153,26 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
         "100,1000",
         description="Strava app limit, non-upload (read): requests per 15 minutes,per day.",
     )
+    whoop_rate_limit: str = Field(
+        "100,10000",
+        description="WHOOP app limit: requests per minute,per day (raised on request).",
+    )
+    whoop_backfill_since: AwareDatetime | None = Field(
+        None,
+        description="Oldest WHOOP record a backfill fetches (RFC 3339); empty: all history.",
+    )
+    whoop_incremental_overlap_seconds: int = Field(
+        172800,
+        ge=0,
+        description="An incremental WHOOP sync starts this long before the newest stored "
+        "record of each type, to catch records WHOOP scores or edits later.",
+    )
+    sync_freshness_thresholds: str = Field(
+        DEFAULT_THRESHOLDS,
+        description="How old a data type's last sync may be before a smart read (or the "
+        "status's needs_sync) asks the provider again, as provider/data_type=seconds pairs; "
+        "a type left out uses its provider's schedule interval.",
+    )
     weather_enabled: bool = Field(True, description="Enrich activities with historical weather.")
     geocoding_enabled: bool = Field(
         True, description="Enrich activities with the city, state and country of the start."
@@ -153,12 +200,12 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
         50, ge=1, description="Activities the periodic enrichment pass completes per tick."
     )
 
-    @field_validator("strava_backfill_since", mode="before")
+    @field_validator("strava_backfill_since", "whoop_backfill_since", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("strava_rate_limit", "strava_read_rate_limit")
+    @field_validator("strava_rate_limit", "strava_read_rate_limit", "whoop_rate_limit")
     @classmethod
     def _pair(cls, value: str) -> str:
         parse_pair(value)
@@ -169,6 +216,16 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     def _intervals(cls, value: str) -> str:
         parse_intervals(value)
         return value
+
+    @field_validator("sync_freshness_thresholds")
+    @classmethod
+    def _thresholds(cls, value: str) -> str:
+        parse_thresholds(value)
+        return value
+
+    @property
+    def freshness_thresholds(self) -> dict[tuple[str, str], float]:
+        return parse_thresholds(self.sync_freshness_thresholds)
 
     @property
     def schedule_interval_seconds(self) -> dict[str, int]:

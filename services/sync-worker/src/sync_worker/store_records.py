@@ -32,7 +32,18 @@ if TYPE_CHECKING:
         | asyncpg.Connection[asyncpg.Record]
     )
 
-__all__ = ["Changes", "Column", "Row", "StoredRow", "Table", "delete", "recent", "upsert"]
+__all__ = [
+    "Changes",
+    "Column",
+    "Row",
+    "StoredRow",
+    "Table",
+    "delete",
+    "delete_user",
+    "newest",
+    "recent",
+    "upsert",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -165,6 +176,20 @@ async def delete(db: Db, table: Table, user_id: str, keys: Sequence[Any]) -> lis
         list(keys),
     )
     return [r["key"] for r in records]
+
+
+async def delete_user(db: Db, table: Table, user_id: str) -> int:
+    """Deletes every row of ``user_id`` (a revoked connection's data); how many."""
+    status = await db.execute(f"DELETE FROM {table.name} WHERE user_id = $1", user_id)  # noqa: S608
+    return int(status.split()[-1])
+
+
+async def newest(db: Db, table: Table, user_id: str) -> Any:
+    """The greatest ``order_by`` value stored for ``user_id`` (None when nothing is)."""
+    return await db.fetchval(
+        f"SELECT max({table.order_by}) FROM {table.name} WHERE user_id = $1",  # noqa: S608
+        user_id,
+    )
 
 
 async def recent(

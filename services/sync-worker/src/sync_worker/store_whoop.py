@@ -24,7 +24,16 @@ from sync_worker.store_records import Changes, Column, Row, StoredRow, Table
 if TYPE_CHECKING:
     from sync_worker.store_records import Db
 
-__all__ = ["TABLES", "Changes", "StoredRow", "delete", "recent", "upsert"]
+__all__ = [
+    "TABLES",
+    "Changes",
+    "StoredRow",
+    "delete",
+    "delete_user",
+    "newest",
+    "recent",
+    "upsert",
+]
 
 
 def _columns(*spec: str) -> tuple[Column, ...]:
@@ -236,3 +245,13 @@ async def recent(
         db, TABLES[kind], user_id, since=since, until=until, limit=limit
     )
     return [replace(r, key=str(r.key)) for r in rows]
+
+
+async def newest(db: Db, user_id: str, kind: Kind) -> datetime | None:
+    """The newest stored record's instant (a span's start, a recovery's creation)."""
+    value: datetime | None = await store_records.newest(db, TABLES[kind], user_id)
+    return value
+
+
+async def delete_user(db: Db, user_id: str, kind: Kind) -> int:
+    return await store_records.delete_user(db, TABLES[kind], user_id)

@@ -146,11 +146,13 @@ class DataQueryParams(Strict):
 class DataReply(OwnerObject):
     """The smart-read answer (the WHOOP smart-sync design's shape)."""
 
-    status: str = Field(description="success | partial | error ...")
+    status: str = Field(description="success | success_with_warning (stale_cache)")
     data: list[JsonValue]
     metadata: dict[str, JsonValue] = Field(
         description="source (cache | <provider>_api | stale_cache), record_count, "
-        "last_sync_at, time_since_sync_seconds, threshold_seconds, ..."
+        "last_sync_at (cache, stale_cache) or synced_at (<provider>_api), "
+        "time_since_sync_seconds, time_since_sync_hours, threshold_seconds, cached_enough, "
+        "note | warning + error"
     )
 
 

@@ -37,6 +37,7 @@ from webhook_gateway._api_models import (
     DataPath,
     DataQueryParams,
     DataReply,
+    ErrorBody,
     OwnerObject,
     RevokeResult,
     SessionPath,
@@ -314,7 +315,15 @@ ROUTES = (
             f"`{subjects.CALENDAR_EVENTS_QUERY}`)",
             "The owner's reply, passed through.",
         ),
-        replies=(Reply(200, "Rows and freshness metadata", DataReply),),
+        replies=(
+            Reply(200, "Rows and freshness metadata", DataReply),
+            Reply(
+                502,
+                "The provider failed and nothing is stored to answer instead "
+                "(`provider_unavailable`, with Retry-After)",
+                ErrorBody,
+            ),
+        ),
     ),
 )
 

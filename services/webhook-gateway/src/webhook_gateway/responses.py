@@ -10,6 +10,7 @@ from syncplane_common.errors import (
     NotConnectedError,
     NotFoundError,
     PermanentError,
+    ProviderUnavailableError,
     ReauthRequiredError,
     RetryableError,
     RevokedError,
@@ -40,6 +41,10 @@ def fail(
 
 def from_error(err: SyncplaneError) -> web.Response:
     """An error from a service (via rpc) as the app API answers it."""
+    if isinstance(err, ProviderUnavailableError):
+        # The provider failed, not us: 502, so the app can tell "WHOOP is down" apart.
+        retry = {"Retry-After": str(max(1, round(err.retry_after or 1)))}
+        return error_response(502, "provider_unavailable", err.message, headers=retry)
     if isinstance(err, RetryableError):
         retry = {"Retry-After": str(max(1, round(err.retry_after or 1)))}
         return error_response(503, "unavailable", err.message, headers=retry)
