@@ -15,7 +15,18 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from bench import bus, calendar, gateway, gateway_api, report, sandbox, smart_read, sync, tokens
+from bench import (
+    bus,
+    calendar,
+    fit_run,
+    gateway,
+    gateway_api,
+    report,
+    sandbox,
+    smart_read,
+    sync,
+    tokens,
+)
 from bench.report import Bench, Figure
 
 # New bench modules add their BENCHES here; they run in this order.
@@ -28,6 +39,7 @@ BENCHES: tuple[Bench, ...] = (
     *sync.BENCHES,
     *calendar.BENCHES,
     *smart_read.BENCHES,
+    *fit_run.BENCHES,
 )
 
 

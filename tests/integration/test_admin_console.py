@@ -101,10 +101,12 @@ async def test_the_page_shows_every_owners_data(console: Console) -> None:
     assert "console test letter 1" in letters
     # webhooks (this gateway's counters) render, even with no delivery yet.
     assert 'data-state="ok"' in _section_tag(page, "webhooks")
-    # Google Fit runs and calendar channels have no owner running here: said plainly.
-    for name in ("fit_runs", "channels"):
-        assert 'data-state="unavailable"' in _section_tag(page, name)
-        assert "Not available: nobody serves" in _section(page, name)
+    # Google Fit runs (sync-worker): no Fit user here, so no run has claimed anyone yet.
+    assert 'data-state="ok"' in _section_tag(page, "fit_runs")
+    assert "no runs yet" in _section(page, "fit_runs")
+    # Calendar channels: calendar-sync is not running here, which is said plainly.
+    assert 'data-state="unavailable"' in _section_tag(page, "channels")
+    assert "Not available: nobody serves" in _section(page, "channels")
 
 
 async def test_a_slow_owner_costs_its_section_one_second_not_the_page(console: Console) -> None:

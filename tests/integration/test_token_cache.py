@@ -32,6 +32,9 @@ async def test_valid_token_is_served_from_memory_until_refused(
             "cache-u1", "whoop", force_refresh=True, rejected_token_fingerprint=rejected
         )
         assert forced.access_token != first.access_token
+        assert forced.refreshed
         assert (await s.stats())["refreshes"].get("whoop", 0) == refreshes + 1
-        # And the new token is what memory holds from now on.
-        assert (await s.token("cache-u1", "whoop")).access_token == forced.access_token
+        # And the new token is what memory holds from now on, not as a new refresh.
+        remembered = await s.token("cache-u1", "whoop")
+        assert remembered.access_token == forced.access_token
+        assert not remembered.refreshed

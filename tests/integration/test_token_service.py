@@ -262,6 +262,8 @@ async def test_a_valid_token_is_served_without_calling_the_provider(s: Stack) ->
     second = await s.token(uid, "whoop", min_valid_seconds=300)
     assert first.access_token == second.access_token
     assert first.expires_at is not None
+    assert not first.refreshed
+    assert not second.refreshed
     assert await refreshes(s, "whoop") == before
 
 
@@ -275,8 +277,13 @@ async def test_expired_token_is_refreshed_and_the_rotated_refresh_token_kept(
     before = await refreshes(s, provider)
 
     s.advance(7 * HOUR)
-    second = (await s.token(uid, provider)).access_token
-    again = (await s.token(uid, provider)).access_token
+    answer = await s.token(uid, provider)
+    second = answer.access_token
+    repeated = await s.token(uid, provider)
+    again = repeated.access_token
+    # The caller learns that its request cost a refresh (the Fit run counts them).
+    assert answer.refreshed
+    assert not repeated.refreshed
     # WHOOP and Strava (rotation "always") killed the refresh token used above: a second
     # refresh works only if the rotated one was stored with the new access token.
     s.advance(7 * HOUR)

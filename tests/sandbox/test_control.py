@@ -53,6 +53,15 @@ async def test_fault_count_is_honoured(sandbox: Sandbox) -> None:
     assert sandbox.faults.pick("whoop", "GET /x") is None
 
 
+async def test_a_fault_may_hit_one_account_only(sandbox: Sandbox) -> None:
+    from provider_sandbox.core import FaultRule
+
+    sandbox.faults.add(FaultRule("google_fit", "*", status=500, account_id="111"))
+    assert sandbox.faults.pick("google_fit", "GET /users/me/sessions", "111") is not None
+    assert sandbox.faults.pick("google_fit", "GET /users/me/sessions", "222") is None
+    assert sandbox.faults.pick("google_fit", "GET /users/me/sessions") is None
+
+
 async def test_accounts_and_stats_and_reset(client: Client, sandbox: Sandbox) -> None:
     first = sandbox.accounts.get_or_create("strava", "alice")
     again = sandbox.accounts.get_or_create("strava", "alice")

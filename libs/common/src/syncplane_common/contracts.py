@@ -269,6 +269,11 @@ class TokenGetReply(Reply):
     expires_at: datetime | None = None
     provider_account_id: str | None = None
     scopes: tuple[str, ...] = ()
+    refreshed: bool = Field(
+        False,
+        description="The provider refreshed the token to answer this request (the Google "
+        "Fit run counts the refreshes its users needed).",
+    )
 
 
 class TokenExchange(Contract):
@@ -586,32 +591,6 @@ class SyncSessionsReply(Reply):
     sessions: tuple[SyncSessionSummary, ...] = ()
 
 
-class FitRunsList(Contract):
-    """The unified Google Fit runs' metrics rows (issue 7), newest first."""
-
-    limit: int = Field(10, ge=1, le=200)
-
-
-class FitRun(Contract):
-    run_id: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    duration_seconds: float | None = None
-    users_processed: int = 0
-    successful: int = 0
-    failed: int = 0
-    tokens_refreshed: int = 0
-    days_synced: int = 0
-    sessions_synced: int = 0
-    errors: tuple[dict[str, JsonValue], ...] = Field(
-        (), description="Per-user errors: {user_id, error} at least."
-    )
-
-
-class FitRunsReply(Reply):
-    runs: tuple[FitRun, ...] = ()
-
-
 class CalendarChannelsList(Contract):
     """Calendars and their push channels, soonest expiry first."""
 
@@ -635,6 +614,61 @@ class CalendarChannelsReply(Reply):
     channels: tuple[CalendarChannelView, ...] = ()
 
 
+# -- the Google Fit run (sync-worker) ------------------------------------------------------
+
+
+class FitRunsGet(Contract):
+    """Query: the latest Google Fit runs, newest first (the admin console)."""
+
+    limit: int = Field(20, ge=1, le=500)
+
+
+class FitUserError(Contract):
+    """One user a run could not fully sync: ``code`` is the error tree's (e.g.
+    ``reauth_required``, ``retryable``); ``failed_days`` the local dates retried next run."""
+
+    user_id: str
+    code: str
+    message: str
+    failed_days: tuple[str, ...] = ()
+    user_failed: bool = True
+
+
+class FitRunSummary(Contract):
+    """One run's row: what the run did across every user it claimed."""
+
+    run_id: str
+    worker: str
+    started_at: datetime
+    finished_at: datetime
+    duration_ms: int
+    users_processed: int
+    successful: int
+    failed: int
+    tokens_refreshed: int
+    days_synced: int
+    days_failed: int
+    sessions_synced: int
+    provider_calls: int
+    errors: tuple[FitUserError, ...] = ()
+
+
+class FitRunsReply(Reply):
+    runs: tuple[FitRunSummary, ...] = ()
+
+
+class TimeZoneSet(Contract):
+    """Command: the IANA zone a user's days are counted in (Google Fit daily buckets)."""
+
+    user_id: UserId
+    time_zone: str = Field(min_length=1, max_length=64, examples=["Europe/Berlin"])
+
+
+class TimeZoneReply(Reply):
+    user_id: str | None = None
+    time_zone: str | None = None
+
+
 # Request / reply subjects: what is asked, and what comes back.
 REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.TOKEN_GET: (TokenGet, TokenGetReply),
@@ -655,8 +689,9 @@ REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.SYNC_BACKGROUND_RUN: (BackgroundSyncRun, BackgroundSyncRunReply),
     subjects.SYNC_BUDGETS_GET: (BudgetsGet, BudgetsReply),
     subjects.SYNC_SESSIONS_LIST: (SyncSessionsList, SyncSessionsReply),
-    subjects.SYNC_FIT_RUNS_LIST: (FitRunsList, FitRunsReply),
     subjects.CALENDAR_CHANNELS_LIST: (CalendarChannelsList, CalendarChannelsReply),
+    subjects.SYNC_FIT_RUNS_GET: (FitRunsGet, FitRunsReply),
+    subjects.SYNC_TIME_ZONE_SET: (TimeZoneSet, TimeZoneReply),
 }
 
 

@@ -67,6 +67,8 @@ STRAVA_SUBSCRIPTION_ENSURE = "token.strava.subscription.ensure"
 DATA_QUERY = "data.query"
 SYNC_STATUS_GET = "sync.status.get"
 SYNC_SESSION_GET = "sync.session.get"
+SYNC_FIT_RUNS_GET = "sync.fit_runs.get"
+SYNC_TIME_ZONE_SET = "sync.time_zone.set"
 CALENDAR_EVENTS = "calendar.events.*"
 CALENDAR_EVENTS_LIST = "calendar.events.list"
 CALENDAR_EVENTS_GET = "calendar.events.get"
@@ -79,7 +81,6 @@ CONNECTIONS_STATS = "token.connections.stats"
 SYNC_BACKGROUND_RUN = "sync.background.run"
 SYNC_BUDGETS_GET = "sync.budgets.get"
 SYNC_SESSIONS_LIST = "sync.sessions.list"
-SYNC_FIT_RUNS_LIST = "sync.fit.runs.list"
 CALENDAR_CHANNELS_LIST = "calendar.channels.list"
 CALENDAR_EVENTS_SUBJECTS = (
     CALENDAR_EVENTS_LIST,
@@ -317,12 +318,13 @@ SERVICES: tuple[ServiceChannels, ...] = (
             DATA_QUERY,
             SYNC_STATUS_GET,
             SYNC_SESSION_GET,
+            SYNC_FIT_RUNS_GET,
+            SYNC_TIME_ZONE_SET,
             *CALENDAR_EVENTS_SUBJECTS,
             CONNECTIONS_STATS,
             SYNC_BACKGROUND_RUN,
             SYNC_BUDGETS_GET,
             SYNC_SESSIONS_LIST,
-            SYNC_FIT_RUNS_LIST,
             CALENDAR_CHANNELS_LIST,
         ),
     ),
@@ -356,7 +358,8 @@ SERVICES: tuple[ServiceChannels, ...] = (
             SYNC_BACKGROUND_RUN,
             SYNC_BUDGETS_GET,
             SYNC_SESSIONS_LIST,
-            SYNC_FIT_RUNS_LIST,
+            SYNC_FIT_RUNS_GET,
+            SYNC_TIME_ZONE_SET,
         ),
         requests=(TOKEN_GET,),
     ),

@@ -10,7 +10,7 @@ calendar-sync repeat it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -28,6 +28,8 @@ T = TypeVar("T")
 class AccessToken:
     value: str
     provider_account_id: str | None
+    # token-service refreshed it to answer this request (never true for a reused answer).
+    refreshed: bool = False
 
     def __repr__(self) -> str:  # never print the token itself
         return f"AccessToken(fingerprint={token_fingerprint(self.value)[:12]}...)"
@@ -75,7 +77,7 @@ class NatsTokenSource:
                 fresh = self._clock.monotonic() - fetched < self._cache_seconds
                 valid = (expires_at - self._clock.now()).total_seconds() > self._min_valid
                 if fresh and valid:
-                    return token
+                    return replace(token, refreshed=False)
         answer, expiry = await self._ask(user_id, provider, rejected_fingerprint)
         if expiry is not None and self._cache_seconds > 0:
             if len(self._cache) > 100_000:
@@ -98,7 +100,8 @@ class NatsTokenSource:
         )
         if not reply.access_token:
             raise NotConnectedError(f"token.get gave no token for {user_id}/{provider}")
-        return AccessToken(reply.access_token, reply.provider_account_id), reply.expires_at
+        token = AccessToken(reply.access_token, reply.provider_account_id, reply.refreshed)
+        return token, reply.expires_at
 
 
 class MemoryTokenSource:
@@ -116,11 +119,13 @@ class MemoryTokenSource:
         chain = self._tokens.get((user_id, provider))
         if not chain:
             raise NotConnectedError(f"no connection {user_id}/{provider}")
+        refreshed = False
         if rejected_fingerprint is not None and token_fingerprint(chain[0]) == rejected_fingerprint:
             if len(chain) == 1:
                 raise ReauthRequiredError(f"{user_id}/{provider}: no newer token")
             chain.pop(0)
-        return AccessToken(chain[0], None)
+            refreshed = True
+        return AccessToken(chain[0], None, refreshed)
 
 
 class TokenLease:
@@ -139,10 +144,17 @@ class TokenLease:
         self.user_id = user_id
         self.provider = provider
         self._token: AccessToken | None = None
+        # Whether any token this lease was given had just been refreshed for it.
+        self.refreshed = False
+
+    def _took(self, token: AccessToken) -> AccessToken:
+        self._token = token
+        self.refreshed = self.refreshed or token.refreshed
+        return token
 
     async def current(self) -> AccessToken:
         if self._token is None:
-            self._token = await self._tokens.get(self.user_id, self.provider)
+            return self._took(await self._tokens.get(self.user_id, self.provider))
         return self._token
 
     async def call(self, fn: Callable[[str], Awaitable[T]]) -> T:
@@ -151,10 +163,10 @@ class TokenLease:
             return await fn(token.value)
         except TokenRejectedError as first:
             self._token = None
-            self._token = await self._tokens.get(
+            token = await self._tokens.get(
                 self.user_id, self.provider, rejected_fingerprint=first.fingerprint
             )
-            return await fn(self._token.value)
+            return await fn(self._took(token).value)
 
 
 __all__ = [

@@ -8,7 +8,7 @@
 - ``sync.sessions.list``: the most recently touched sessions, for the console to seed
   its live progress table before ``sync.progress.*`` events move it.
 
-The Google Fit run metrics (``sync.fit.runs.list``) are answered by the module that owns
+The Google Fit run metrics (``sync.fit_runs.get``) are answered by the module that owns
 that table.
 """
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -24,17 +26,23 @@ from syncplane_common.runtime import ServiceRuntime, periodic
 from syncplane_common.settings import load_settings
 from syncplane_common.tokens import NatsTokenSource
 
-from sync_worker import admin, handlers
+from sync_worker import admin, fit_api, handlers
 from sync_worker.budget import (
     KvRateBudget,
     RateBudget,
     default_limits,
+    google_fit_windows,
     strava_windows,
     whoop_windows,
 )
 from sync_worker.engine import Engine, Sources
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
 from sync_worker.enrichment.activities import ActivityEnricher
+from sync_worker.fit_api import FitApi
+from sync_worker.fit_run import FitRun
+from sync_worker.fit_source import GoogleFitDaily, GoogleFitSessions
+from sync_worker.fit_store import PgTimeZones
+from sync_worker.providers.google_fit import GoogleFitClient
 from sync_worker.providers.strava import StravaClient
 from sync_worker.providers.whoop import WhoopClient
 from sync_worker.scheduler import Scheduler
@@ -57,6 +65,8 @@ class SyncApp:
     scheduler_enabled: bool = True
     worker: handlers.Worker | None = None
     scheduler: Scheduler | None = None
+    fit_run: FitRun | None = None
+    fit_queries: FitApi | None = None
     _sessions: list[aiohttp.ClientSession] = field(default_factory=list)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -64,6 +74,11 @@ class SyncApp:
         if self.worker is None:
             raise RetryableError("sync-worker is starting or stopping", retry_after=0.5)
         return self.worker
+
+    def require_fit(self) -> FitApi:
+        if self.fit_queries is None:
+            raise RetryableError("sync-worker is starting or stopping", retry_after=0.5)
+        return self.fit_queries
 
     async def publish(self, subject: str, message: BaseModel, msg_id: str) -> None:
         await bus.publish(self.runtime.broker, subject, message, msg_id=msg_id)
@@ -83,10 +98,21 @@ class SyncApp:
                     parse_pair(s.strava_rate_limit), parse_pair(s.strava_read_rate_limit)
                 ),
                 whoop=whoop_windows(*parse_pair(s.whoop_rate_limit)),
+                google_fit=google_fit_windows(s.google_fit_rate_limit_per_minute),
             )
             budget = await KvRateBudget.bind(
                 runtime.jetstream(), limits, self.clock, s.rate_background_share
             )
+        fit_client = GoogleFitClient(session, s.google_fit_api_base, self.clock)
+        fit_daily = GoogleFitDaily(
+            fit_client,
+            PgTimeZones(runtime.db, s.default_time_zone),
+            days_back=s.google_fit_days_back,
+            backfill_days=s.google_fit_backfill_days,
+        )
+        fit_sessions = GoogleFitSessions(
+            fit_client, days_back=s.google_fit_days_back, backfill_days=s.google_fit_backfill_days
+        )
         sources = Sources(
             [
                 StravaActivities(
@@ -104,6 +130,8 @@ class SyncApp:
                     overlap=timedelta(seconds=s.whoop_incremental_overlap_seconds),
                     budget=budget,
                 ),
+                fit_daily,
+                fit_sessions,
             ]
         )
         engine = Engine(
@@ -121,9 +149,12 @@ class SyncApp:
             app_focus_min_age=timedelta(seconds=s.app_focus_min_age_seconds),
             inline_wait=s.rate_inline_wait_seconds,
         )
+        intervals = s.schedule_interval_seconds
+        # Google Fit is scheduled by its own unified run, not queued per connection.
+        fit_every = intervals.pop("google_fit", None)
         self.scheduler = Scheduler(
             engine,
-            s.schedule_interval_seconds,
+            intervals,
             s.scheduler_batch_size,
             enricher=enricher,
             enrichment_batch=s.enrichment_pass_batch,
@@ -136,6 +167,23 @@ class SyncApp:
             thresholds=s.freshness_thresholds,
             delete_data_on_revoke=s.delete_data_on_revoke,
         )
+        if fit_every is not None:
+            self.fit_run = FitRun(
+                pool=runtime.db,
+                tokens=engine.tokens,
+                daily=fit_daily,
+                sessions=fit_sessions,
+                publish=self.publish,
+                clock=self.clock,
+                interval=timedelta(seconds=fit_every),
+                budget=budget,
+                days_back=s.google_fit_days_back,
+                batch_size=s.google_fit_run_batch_size,
+                concurrency=s.google_fit_run_concurrency,
+                pause_seconds=s.google_fit_run_pause_seconds,
+                worker=f"{socket.gethostname()}:{os.getpid()}",
+            )
+        self.fit_queries = FitApi(runtime.db, self.clock)
         if self.scheduler_enabled:
             self._loops.append(
                 periodic(
@@ -144,9 +192,18 @@ class SyncApp:
                     lambda: asyncio.sleep(s.scheduler_tick_seconds),
                 )
             )
+            if self.fit_run is not None:
+                self._loops.append(
+                    periodic(
+                        "google fit run",
+                        self.fit_run.run_once,
+                        lambda: asyncio.sleep(s.scheduler_tick_seconds),
+                    )
+                )
 
     async def stop(self, _: ServiceRuntime) -> None:
         self.worker = None
+        self.fit_queries = None
         for task in self._loops:
             task.cancel()
         for task in self._loops:
@@ -206,6 +263,7 @@ def build_app(
         webhook_concurrency=settings.webhook_concurrency,
     )
     admin.register(runtime.broker, app.require, settings, runtime.jetstream)
+    fit_api.register(runtime.broker, app.require_fit, queue=handlers.QUEUE)
     runtime.on_start.append(app.start)
     runtime.on_stop.append(app.stop)
     return app

@@ -27,9 +27,10 @@ A provider call, as the sync engine makes it::
     page = await strava.list_activities(token, after=..., before=None, page=n)
     await budget.observe("strava", strava_observed(page.usage), at=sent)
 
-Google (Calendar, Fit) has sliding per-minute quotas per user and per project and no
-usage headers (§5.1); fixed windows do not model it, so it has no default limits here and
-``acquire`` admits at once for a provider without windows.
+Google has sliding per-minute quotas per user and per project and no usage headers
+(§5.1). Google Fit publishes no numbers (§6.1), so its one window is a setting
+(:func:`google_fit_windows`); Calendar has no limits here, and ``acquire`` admits at once
+for a provider without windows.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "BUCKET",
     "DEFAULT_BACKGROUND_SHARE",
     "DEFAULT_LIMITS",
+    "GOOGLE_FIT_WINDOWS",
     "OPEN_METEO_WINDOWS",
     "STRAVA_WINDOWS",
     "WHOOP_WINDOWS",
@@ -72,6 +74,7 @@ __all__ = [
     "WhoopUsage",
     "Window",
     "default_limits",
+    "google_fit_windows",
     "open_meteo_windows",
     "parse_whoop_usage",
     "slot_key",
@@ -147,7 +150,15 @@ def open_meteo_windows(
     )
 
 
+def google_fit_windows(per_minute: int = 5_000) -> tuple[Window, ...]:
+    """Google Fit (§6.1): no published quota, Google's windows slide over a minute. A
+    fixed window admits up to twice its limit within one sliding minute across a
+    boundary, so the default is half of Calendar's 10,000/min per project (§5.1)."""
+    return (Window("minute", MINUTE, per_minute),)
+
+
 STRAVA_WINDOWS = strava_windows()
+GOOGLE_FIT_WINDOWS = google_fit_windows()
 WHOOP_WINDOWS = whoop_windows()
 OPEN_METEO_WINDOWS = open_meteo_windows()
 
@@ -157,10 +168,16 @@ def default_limits(
     strava: Sequence[Window] = STRAVA_WINDOWS,
     whoop: Sequence[Window] = WHOOP_WINDOWS,
     open_meteo: Sequence[Window] = OPEN_METEO_WINDOWS,
+    google_fit: Sequence[Window] = GOOGLE_FIT_WINDOWS,
 ) -> Mapping[str, Sequence[Window]]:
     """The limits by provider name, any of them replaced (e.g. from settings)."""
     return MappingProxyType(
-        {"strava": tuple(strava), "whoop": tuple(whoop), "open_meteo": tuple(open_meteo)}
+        {
+            "strava": tuple(strava),
+            "whoop": tuple(whoop),
+            "open_meteo": tuple(open_meteo),
+            "google_fit": tuple(google_fit),
+        }
     )
 
 

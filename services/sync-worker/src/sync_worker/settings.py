@@ -3,6 +3,8 @@ rate budgets, and what happens to stored data when a connection goes."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from pydantic import AwareDatetime, Field, field_validator
 from syncplane_common.settings import DatabaseSettings, ProviderEndpoints
 from syncplane_common.subjects import PROVIDERS
@@ -111,7 +113,8 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     schedule_intervals: str = Field(
         "strava=10800,whoop=3600,google_fit=600",
         description="Background sync interval per provider in seconds, as "
-        "provider=seconds pairs; a provider left out is not scheduled.",
+        "provider=seconds pairs; a provider left out is not scheduled. google_fit's is "
+        "the interval of the unified Google Fit run.",
     )
     scheduler_tick_seconds: float = Field(
         30.0, gt=0, description="How often each sync-worker replica claims due connections."
@@ -173,6 +176,35 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
         "status's needs_sync) asks the provider again, as provider/data_type=seconds pairs; "
         "a type left out uses its provider's schedule interval.",
     )
+    google_fit_days_back: int = Field(
+        7,
+        ge=1,
+        le=89,
+        description="Local days every Google Fit sync re-reads (Google revises recent days); "
+        "the run reads them in one call.",
+    )
+    google_fit_backfill_days: int = Field(
+        90, ge=1, le=3650, description="Local days of Google Fit history read on connect."
+    )
+    google_fit_run_batch_size: int = Field(
+        100, ge=1, le=10_000, description="Due Google Fit users one run claims per batch."
+    )
+    google_fit_run_concurrency: int = Field(
+        10, ge=1, le=256, description="Google Fit users one run syncs at once."
+    )
+    google_fit_run_pause_seconds: float = Field(
+        1.0, ge=0, description="Pause between two batches of one Google Fit run."
+    )
+    google_fit_rate_limit_per_minute: int = Field(
+        5000,
+        ge=1,
+        description="Google Fit calls per minute for the whole app (fixed windows, so half "
+        "the sliding quota).",
+    )
+    default_time_zone: str = Field(
+        "UTC",
+        description="IANA zone of a user's Google Fit days until sync.time_zone.set names one.",
+    )
     weather_enabled: bool = Field(True, description="Enrich activities with historical weather.")
     geocoding_enabled: bool = Field(
         True, description="Enrich activities with the city, state and country of the start."
@@ -209,6 +241,15 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
     @classmethod
     def _pair(cls, value: str) -> str:
         parse_pair(value)
+        return value
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone") from None
         return value
 
     @field_validator("schedule_intervals")

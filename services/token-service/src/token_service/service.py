@@ -24,7 +24,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -102,6 +102,8 @@ class Served:
     expires_at: datetime
     account_id: str | None
     scopes: tuple[str, ...]
+    # Refreshed at the provider to answer this request; false when served as stored.
+    refreshed: bool = False
 
     def __repr__(self) -> str:
         return f"Served(expires_at={self.expires_at!r}, account_id={self.account_id!r})"
@@ -112,6 +114,7 @@ class Served:
             expires_at=self.expires_at,
             provider_account_id=self.account_id,
             scopes=self.scopes,
+            refreshed=self.refreshed,
         )
 
 
@@ -210,7 +213,8 @@ class TokenService:
         except Exception:
             self._recent.pop(key, None)
             raise
-        self._recent[key] = (served, self.clock.monotonic())
+        # A later answer from memory did not refresh anything.
+        self._recent[key] = (replace(served, refreshed=False), self.clock.monotonic())
         return served.reply()
 
     def _recently_served(self, key: Key, need: Need) -> Served | None:
@@ -356,7 +360,9 @@ class TokenService:
             "token refreshed",
             extra={"user_id": row.user_id, "provider": row.provider, "connection_id": str(row.id)},
         )
-        return Served(grant.access_token, expires_at, row.provider_account_id, row.scopes)
+        return Served(
+            grant.access_token, expires_at, row.provider_account_id, row.scopes, refreshed=True
+        )
 
     async def _mark_reauth(self, tx: store.Tx, row: store.ConnectionRow, reason: str) -> None:
         now = self.clock.now()

@@ -27,7 +27,7 @@ from syncplane_common.contracts import (
     ConnectionsStats,
     ConnectionsStatsReply,
     Contract,
-    FitRunsList,
+    FitRunsGet,
     FitRunsReply,
     Reply,
     SyncSessionsList,
@@ -111,8 +111,8 @@ async def sessions(gateway: Gateway) -> SyncSessionsReply:
 
 
 async def fit_runs(gateway: Gateway) -> FitRunsReply:
-    ask = FitRunsList(limit=FIT_RUNS_SHOWN)
-    reply: FitRunsReply = await _ask(gateway, subjects.SYNC_FIT_RUNS_LIST, ask, FitRunsReply)
+    ask = FitRunsGet(limit=FIT_RUNS_SHOWN)
+    reply: FitRunsReply = await _ask(gateway, subjects.SYNC_FIT_RUNS_GET, ask, FitRunsReply)
     return reply
 
 

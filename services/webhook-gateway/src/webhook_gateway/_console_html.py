@@ -219,10 +219,10 @@ def _webhooks(data: WebhookCounts, _: datetime, __: str) -> str:
 def _fit_runs(data: FitRunsReply, now: datetime, _: str) -> str:
     rows = []
     for r in data.runs:
-        duration = "—" if r.duration_seconds is None else f"{r.duration_seconds:.1f} s"
-        errors = "; ".join(
-            f"{x.get('user_id', '?')}: {x.get('error', x)}" for x in r.errors[:3]
-        ) + (" …" if len(r.errors) > 3 else "")
+        duration = f"{r.duration_ms / 1000:.1f} s"
+        errors = "; ".join(f"{x.user_id}: {x.code}" for x in r.errors[:3]) + (
+            " …" if len(r.errors) > 3 else ""
+        )
         rows.append(
             f"<tr><td>{stamp(r.started_at, now)}</td><td>{e(duration)}</td>"
             f"<td>{r.users_processed}</td><td>{r.successful}</td><td>{r.failed}</td>"

@@ -77,6 +77,8 @@ class FaultRule:
     count: int | None = None  # None: until cleared
     drop: bool = False  # webhooks: do not deliver
     body: Any = None
+    # Only calls made with a token of this provider account (one user's storm).
+    account_id: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FaultRule:
@@ -103,9 +105,11 @@ class Faults:
     def clear(self) -> None:
         self.rules.clear()
 
-    def pick(self, provider: str, endpoint: str) -> FaultRule | None:
+    def pick(self, provider: str, endpoint: str, account_id: str | None = None) -> FaultRule | None:
         for rule in self.rules:
             if rule.provider != provider or rule.endpoint not in (endpoint, "*"):
+                continue
+            if rule.account_id is not None and rule.account_id != account_id:
                 continue
             if rule.count is not None and rule.count <= 0:
                 continue
@@ -156,9 +160,13 @@ class Sandbox:
             part.reset()
 
     async def apply_fault(
-        self, provider: str, endpoint: str, errors: ProviderErrors
+        self,
+        provider: str,
+        endpoint: str,
+        errors: ProviderErrors,
+        account_id: str | None = None,
     ) -> web.Response | None:
-        rule = self.faults.pick(provider, endpoint)
+        rule = self.faults.pick(provider, endpoint, account_id)
         if rule is None:
             return None
         delay = rule.latency_ms + self.rng.random() * rule.latency_jitter_ms
@@ -193,11 +201,14 @@ class Sandbox:
 
         async def wrapped(request: web.Request) -> web.StreamResponse:
             self.stats.calls[key] += 1
+            account_id = None
             if token_of is not None:
                 token = token_of(request)
                 if token:
                     self.stats.calls_by_token[f"{provider} {token[:12]}"] += 1
-            injected = await self.apply_fault(provider, endpoint, errors)
+                    grant = self.tokens.access.get(token)
+                    account_id = None if grant is None else grant.account_id
+            injected = await self.apply_fault(provider, endpoint, errors, account_id)
             if injected is not None:
                 return injected
             return await handler(request)
