@@ -57,6 +57,9 @@ DEMO_ENV = {
     "STRAVA_PER_PAGE": "50",
     "SCHEDULE_INTERVALS": "strava=60,whoop=60,google_fit=60",
     "SCHEDULER_TICK_SECONDS": "2",
+    # Nominatim's policy is one lookup a second for the whole app: places are left to
+    # the enrichment pass instead of holding twenty backfills behind it.
+    "GEOCODING_INLINE_PER_PAGE": "0",
 }
 
 # Tables the audit counts, per provider: what syncplane stored for a user.
@@ -100,10 +103,12 @@ class Console:
         self.tty = out.isatty()
         self._drawn = 0
         self._printed: set[str] = set()
+        self.started = time.monotonic()
 
     def step(self, title: str) -> None:
         self._drawn = 0
-        print(f"\n== {title}", file=self.out, flush=True)
+        clock = time.monotonic() - self.started
+        print(f"\n== [{clock:5.1f}s] {title}", file=self.out, flush=True)
 
     def line(self, text: str) -> None:
         self._drawn = 0
