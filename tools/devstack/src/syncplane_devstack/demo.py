@@ -315,14 +315,18 @@ class Demo:
         while True:
             rows = []
             for provider in synced:
-                done = {
-                    b["user_id"] for b in self.bus.of(f"sync.completed.{provider}", kind="backfill")
-                }
-                stored = sum(
-                    b.get("stored", 0)
-                    for b in self.bus.of(f"sync.completed.{provider}", kind="backfill")
-                )
+                completed = self.bus.of(f"sync.completed.{provider}", kind="backfill")
+                done = {b["user_id"] for b in completed}
+                stored = sum(b.get("stored", 0) for b in completed)
                 rows.append((provider, len(done), len(self.users), f"{stored:>5} records"))
+                gave_up = {b["user_id"] for b in self.bus.of(f"sync.failed.{provider}")}
+                if gave_up - done:
+                    killed.cancel()
+                    first = next(b for b in self.bus.of(f"sync.failed.{provider}"))
+                    raise DemoFailed(
+                        f"{len(gave_up - done)} {provider} backfills failed, e.g. "
+                        f"{first['user_id']}: {first.get('error', {}).get('message')}"
+                    )
             self.console.bars(rows)
             if all(done >= total for _, done, total, _ in rows) and killed.done():
                 break
@@ -340,7 +344,8 @@ class Demo:
 
         def underway() -> bool:
             return any(
-                p.get("fetched", 0) >= 100 for p in self.bus.of("sync.progress.strava", user_id=user)
+                p.get("fetched", 0) >= 100
+                for p in self.bus.of("sync.progress.strava", user_id=user)
             )
 
         await self.bus.wait(underway, 60, f"the backfill of {user}")
@@ -541,13 +546,19 @@ class Demo:
         rows = []
         for provider in PROVIDERS:
             stored = lost = 0
+            short: list[str] = []
             for user in self.users:
                 have = int(await self.db.fetchval(STORED_SQL[provider], user.id) or 0)
                 stored += have
                 want = user.expected.get(provider)
                 if want is not None and have < want:
                     lost += want - have
-                    self.problems.append(f"{user.id} {provider}: {have} stored of {want}")
+                    short.append(f"{user.id} {have}/{want}")
+            if short:
+                more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+                self.problems.append(
+                    f"{provider}: stored less than held: {', '.join(short[:3])}{more}"
+                )
             sandbox_name = provider
             refreshed = refreshes.get("google" if provider.startswith("google") else provider, 0)
             rows.append(
@@ -562,12 +573,16 @@ class Demo:
                     str(lost),
                 ]
             )
-        failed = self.bus.of("sync.failed.")
-        for body in failed:
-            self.problems.append(f"sync failed: {body.get('user_id')} {body.get('error')}")
-        letters = [s for s, _ in self.bus.seen if s.startswith("dlq.")]
-        for subject in letters:
-            self.problems.append(f"dead letter on {subject}")
+        failed = Counter(
+            f"{subject.split('.')[2]}: {body.get('error', {}).get('message')}"
+            for subject, body in self.bus.seen
+            if subject.startswith("sync.failed.")
+        )
+        for what, n in failed.items():
+            self.problems.append(f"{n} failed sync(s), {what}")
+        letters = Counter(s for s, _ in self.bus.seen if s.startswith("dlq."))
+        for subject, n in letters.items():
+            self.problems.append(f"{n} dead letter(s) on {subject}")
         return rows
 
 
