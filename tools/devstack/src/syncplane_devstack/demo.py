@@ -419,22 +419,35 @@ class Demo:
     async def smart_reads(self) -> None:
         self.console.step("Smart reads: cache when fresh, the provider when asked")
         user = self.users[2]
-        for provider, kind, extra in (
+        reads = [
             ("strava", "activities", ""),
-            ("strava", "activities", "?force_refresh=true"),
             ("whoop", "recovery", ""),
             ("google_fit", "daily", ""),
+            ("strava", "activities", "?force_refresh=true"),
+        ]
+        for provider, kind, extra in reads:
+            await self._read(user, provider, kind, extra)
+        # Six hours on, every access token the providers issued has expired: the next
+        # provider call is refused (401), token-service refreshes once, the call succeeds.
+        await self.control("POST", "/_sandbox/clock/advance", {"seconds": 7 * 3600})
+        self.console.line("provider clocks moved 7 h on: every access token has expired")
+        for provider, kind in (
+            ("strava", "activities"),
+            ("whoop", "sleep"),
+            ("google_fit", "daily"),
         ):
-            status, body = await self.api(
-                "GET", f"/api/v1/users/{user.id}/data/{provider}/{kind}{extra}", user.id
-            )
-            if status != 200:
-                raise DemoFailed(f"smart read {provider}/{kind}{extra} → {status}: {body}")
-            meta = body["metadata"]
-            self.console.line(
-                f"{provider}/{kind}{extra:<20} source={meta['source']:<12} "
-                f"records={meta['record_count']:<4} threshold={meta['threshold_seconds']:.0f}s"
-            )
+            await self._read(user, provider, kind, "?force_refresh=true")
+
+    async def _read(self, user: User, provider: str, kind: str, extra: str) -> None:
+        path = f"/api/v1/users/{user.id}/data/{provider}/{kind}{extra}"
+        status, body = await self.api("GET", path, user.id)
+        if status != 200:
+            raise DemoFailed(f"smart read {provider}/{kind}{extra} → {status}: {body}")
+        meta = body["metadata"]
+        self.console.line(
+            f"{provider + '/' + kind + extra:<42} source={meta['source']:<12} "
+            f"records={meta['record_count']:<4} threshold={meta['threshold_seconds']:.0f}s"
+        )
 
     async def calendar(self) -> None:
         self.console.step("Calendar edits both ways, and a conflict")
