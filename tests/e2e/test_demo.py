@@ -43,9 +43,15 @@ def test_the_demo_tells_the_whole_story_without_a_loss() -> None:
     assert done.returncode == 0, f"demo exited {done.returncode}\n{out}\n{done.stderr[-3000:]}"
     for step in STEPS:
         assert step in out, f"{step!r} missing from the demo's story\n{out}"
-    assert "killed sync-worker" in out and "completed in the same session" in out, out
-    assert "source=cache" in out and "source=strava_api" in out, out
-    assert "conflict detected" in out, out
+    for scene in (
+        "killed sync-worker",
+        "completed in the same session",
+        "source=cache",
+        "source=strava_api",
+        "conflict detected",
+        "Strava revoked",
+    ):
+        assert scene in out, f"{scene!r} missing\n{out}"
     # The audit: one row per provider, twenty users each, and no losses anywhere.
     rows = re.findall(
         r"^\s+(strava|google_fit|whoop|google_calendar)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)"

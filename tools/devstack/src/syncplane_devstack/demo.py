@@ -33,6 +33,7 @@ import asyncpg
 import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from prometheus_client.parser import text_string_to_metric_families
 
 from syncplane_devstack.devjwt import mint_token
 from syncplane_devstack.stack import Stack
@@ -448,6 +449,8 @@ class Demo:
             f"{provider + '/' + kind + extra:<42} source={meta['source']:<12} "
             f"records={meta['record_count']:<4} threshold={meta['threshold_seconds']:.0f}s"
         )
+        if meta["source"] == "stale_cache":
+            self.console.line(f"  warning: {meta.get('warning')}; error: {meta.get('error')}")
 
     async def calendar(self) -> None:
         self.console.step("Calendar edits both ways, and a conflict")
@@ -547,6 +550,23 @@ class Demo:
 
     # -- the audit -----------------------------------------------------------------------
 
+    async def refreshes(self) -> dict[str, float]:
+        """Refreshes token-service performed, per connection provider (the sandbox counts
+        Google's per Google identity, Fit and Calendar together)."""
+        url = next(c.url for c in self.stack.children if c.name == "token-service")
+        async with self.http.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+        counted: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == "syncplane_token_refreshes_total"
+                    and labels.get("outcome") == "refreshed"
+                ):
+                    counted[labels["provider"]] = sample.value
+        return counted
+
     async def audit(self) -> list[list[str]]:
         stats = await self.control("GET", "/_sandbox/stats")
         calls: Counter[str] = Counter()
@@ -555,7 +575,7 @@ class Demo:
             calls[key.split(" ", 1)[0]] += n
         for key, n in stats.get("rate_limited", {}).items():
             limited[key.split(" ", 1)[0]] += n
-        refreshes = stats.get("refreshes", {})
+        refreshes = await self.refreshes()
         rows = []
         for provider in PROVIDERS:
             stored = lost = 0
@@ -573,7 +593,7 @@ class Demo:
                     f"{provider}: stored less than held: {', '.join(short[:3])}{more}"
                 )
             sandbox_name = provider
-            refreshed = refreshes.get("google" if provider.startswith("google") else provider, 0)
+            refreshed = int(refreshes.get(provider, 0))
             rows.append(
                 [
                     provider,
