@@ -21,6 +21,7 @@ STEPS = (
     "New data arrives by webhook",
     "Smart reads",
     "Calendar edits both ways, and a conflict",
+    "Every access token expires",
     "The scheduler comes round",
     "An athlete deauthorizes syncplane on Strava",
     "Summary",

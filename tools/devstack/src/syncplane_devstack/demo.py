@@ -428,10 +428,14 @@ class Demo:
         ]
         for provider, kind, extra in reads:
             await self._read(user, provider, kind, extra)
-        # Six hours on, every access token the providers issued has expired: the next
-        # provider call is refused (401), token-service refreshes once, the call succeeds.
+
+    async def expired_tokens(self) -> None:
+        self.console.step("Every access token expires: refused, refreshed once, retried")
+        # Seven hours on at the providers, every access token they issued has expired: the
+        # next call is refused (401), token-service refreshes once, the call succeeds.
         await self.control("POST", "/_sandbox/clock/advance", {"seconds": 7 * 3600})
-        self.console.line("provider clocks moved 7 h on: every access token has expired")
+        self.console.line("provider clocks moved 7 h on")
+        user = self.users[2]
         for provider, kind in (
             ("strava", "activities"),
             ("whoop", "sleep"),
@@ -667,6 +671,7 @@ async def run(
                 demo.webhooks,
                 demo.smart_reads,
                 demo.calendar,
+                demo.expired_tokens,
                 demo.scheduler,
                 demo.deauthorize,
             ]
