@@ -19,6 +19,7 @@ from syncplane_common import subjects
 from syncplane_common.contracts import CalendarPushDisabled
 
 from calendar_sync import store
+from calendar_sync.providers.google_calendar import Channel
 from calendar_sync.sync import Engine
 
 log = logging.getLogger(__name__)
@@ -125,29 +126,47 @@ class Channels:
         )
         async with engine.pool.acquire() as conn, conn.transaction():
             old = await store.get_calendar(conn, user_id, calendar_id, lock=True)
-            await store.update_calendar(
-                conn,
-                user_id,
-                calendar_id,
-                channel_id=channel_id,
-                resource_id=channel.resource_id,
-                channel_token=secret,
-                channel_expires_at=expires,
-                renew_failures=0,
-                push_enabled=True,
-            )
-            await store.audit(
-                conn,
-                user_id=user_id,
-                calendar_id=calendar_id,
-                action="watch",
-                direction="channel",
-                outcome="opened",
-                details={"channel_id": channel_id, "expires_at": expires.isoformat()},
-                now=engine.clock.now(),
-            )
+            # Revoked while the watch was in flight: the revoke has cleared (or will
+            # clear) the calendar's channel; this one must not be recorded over it.
+            revoked = old is not None and not old.sync_enabled
+            if not revoked:
+                await self._record(conn, user_id, calendar_id, channel, secret, expires)
+        if revoked:
+            await self._stop(user_id, channel_id, channel.resource_id)
+            return
         if old is not None and old.channel_id:
             await self._stop(user_id, old.channel_id, old.resource_id)
+
+    async def _record(
+        self,
+        conn: store.Conn,
+        user_id: str,
+        calendar_id: str,
+        channel: Channel,
+        secret: str,
+        expires: datetime,
+    ) -> None:
+        await store.update_calendar(
+            conn,
+            user_id,
+            calendar_id,
+            channel_id=channel.id,
+            resource_id=channel.resource_id,
+            channel_token=secret,
+            channel_expires_at=expires,
+            renew_failures=0,
+            push_enabled=True,
+        )
+        await store.audit(
+            conn,
+            user_id=user_id,
+            calendar_id=calendar_id,
+            action="watch",
+            direction="channel",
+            outcome="opened",
+            details={"channel_id": channel.id, "expires_at": expires.isoformat()},
+            now=self.engine.clock.now(),
+        )
 
     async def _stop(self, user_id: str, channel_id: str | None, resource_id: str | None) -> None:
         if not channel_id:
