@@ -214,6 +214,9 @@ CONSUMERS: tuple[ConsumerDef, ...] = (
         "sync-worker-requests",
         ("sync.requested.>",),
         max_ack_pending=200,
+        # A running session beats in_progress every SYNC_HEARTBEAT_SECONDS; a worker
+        # that dies mid-session is taken over this long after its last beat.
+        ack_wait=30.0,
         description="Sync sessions to run (backfill, incremental, scheduled, on demand).",
     ),
     ConsumerDef(

@@ -87,10 +87,10 @@ class SyncWorkerSettings(DatabaseSettings, ProviderEndpoints):
         16, ge=1, le=256, description="Webhook events one sync-worker process handles at once."
     )
     sync_heartbeat_seconds: float = Field(
-        15.0,
+        10.0,
         gt=0,
         description="How often a running session tells JetStream it is alive; keep it "
-        "well under the consumer's ack_wait (60 s).",
+        "well under the sync-worker-requests consumer's ack_wait (30 s).",
     )
     strava_backfill_since: AwareDatetime | None = Field(
         None,

@@ -210,23 +210,9 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    # The scripted scenario lands with the admin-console issue; until then the demo
-    # proves the platform boots, reports ready, and shuts down clean.
-    async def run() -> int:
-        stack = Stack.create(with_sandbox=True)
-        try:
-            started = time.monotonic()
-            await stack.start(ready_timeout=args.timeout)
-            _print_urls({**stack.state(), "_state_file": "(demo: none)"})
-            print(f"all services ready in {time.monotonic() - started:.1f}s")
-            return 0
-        except Exception as err:
-            print(f"demo failed: {err}", file=sys.stderr)
-            return 1
-        finally:
-            stack.stop()
+    from syncplane_devstack import demo
 
-    return asyncio.run(run())
+    return asyncio.run(demo.run(users=args.users))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -263,8 +249,10 @@ def parser() -> argparse.ArgumentParser:
     tok.add_argument("--state-file", type=Path, default=DEFAULT_STATE)
     tok.set_defaults(func=cmd_token)
 
-    demo = sub.add_parser("demo", help="boot the platform, show it ready, stop it")
-    demo.add_argument("--timeout", type=float, default=30.0)
+    demo = sub.add_parser(
+        "demo", help="the whole story on embedded servers and the sandbox, then a summary"
+    )
+    demo.add_argument("--users", type=int, default=20, help="how many users connect")
     demo.set_defaults(func=cmd_demo)
     return top
 

@@ -251,6 +251,17 @@ class Stack:
         if self.sandbox is not None and not self.secrets["STRAVA_SUBSCRIPTION_ID"]:
             self.secrets["STRAVA_SUBSCRIPTION_ID"] = await self._ensure_strava_subscription()
 
+    async def respawn(self, name: str, ready_timeout: float = 30) -> Child:
+        """Start a service again after it died (the demo kills one on purpose)."""
+        spec = next(s for s in SERVICES if s.name == name)
+        old = next(c for c in self.children if c.name == name)
+        if old.proc.poll() is None:
+            raise RuntimeError(f"{name} is still running (pid {old.proc.pid})")
+        child = self._spawn(spec)
+        self.children[self.children.index(old)] = child
+        await self._wait_ready([child], ready_timeout)
+        return child
+
     async def _ensure_strava_subscription(self) -> str:
         """Webhooks flow with no manual step: the gateway's admin route has token-service
         create the push subscription (the sandbox validates it against the gateway)."""
