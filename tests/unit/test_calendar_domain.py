@@ -207,3 +207,10 @@ def test_pacer_gives_back_a_hold_no_call_used() -> None:
     assert round(pacer.reserve("a", 0.0), 3) == 0.1  # the later hold's slot
     pacer.release("a", late)
     assert round(pacer.reserve("a", 0.0), 3) == 0.2
+
+
+def test_channel_renewal_margin() -> None:
+    day = 24 * 3600.0
+    assert needs_renewal(T0 + timedelta(hours=23), T0, day)
+    assert not needs_renewal(T0 + timedelta(hours=25), T0, day)
+    assert needs_renewal(None, T0, day)
