@@ -109,16 +109,18 @@ class CalendarApp:
         self.publisher = Publisher(runtime.db, runtime.broker, self.clock)
         self.channels = Channels(engine, self.kv, channel_config(s))
         self.engine = engine
+        # Maintenance's first pass (channels of calendars connected while we were down)
+        # starts first, before the senders' first passes queue for pool connections.
         self._loops = [
-            *(
-                periodic(f"calendar-sync sender {i}", engine.flush_outbox, sender.wait)
-                for i, sender in enumerate(senders)
-            ),
-            periodic("calendar-sync publisher", self.publisher.flush, publishing.wait),
             periodic(
                 "calendar-sync maintenance",
                 self.maintain,
                 Wakeable(s.maintenance_interval_seconds).wait,
+            ),
+            periodic("calendar-sync publisher", self.publisher.flush, publishing.wait),
+            *(
+                periodic(f"calendar-sync sender {i}", engine.flush_outbox, sender.wait)
+                for i, sender in enumerate(senders)
             ),
         ]
 
