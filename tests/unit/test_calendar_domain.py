@@ -178,6 +178,37 @@ def test_pacer_spaces_calls_per_user() -> None:
     assert pacer.reserve("u", 5.0) == 0.0
 
 
+def test_pacer_holds_a_claimed_users_slot_and_names_the_paced_users() -> None:
+    pacer = Pacer(10)
+    assert pacer.paced(0.0) == []
+    slot = pacer.hold("a", 0.0)
+    pacer.reserve("b", 0.0)
+    pacer.reserve("b", 0.0)  # b's next slot is 0.2, a's 0.1
+    assert pacer.paced(0.0) == ["a", "b"]
+    # The claimed push's first call is given the held slot, not the one after it.
+    assert pacer.reserve("a", 0.01) == 0.0
+    assert round(pacer.reserve("a", 0.01), 3) == 0.09
+    pacer.release("a", slot)  # used: nothing to give back
+    assert pacer.paced(0.15) == ["a", "b"]
+    assert pacer.paced(0.25) == []
+
+
+def test_pacer_gives_back_a_hold_no_call_used() -> None:
+    pacer = Pacer(10)
+    first = pacer.hold("a", 0.0)
+    pacer.release("a", first)  # e.g. the push was an echo: no Google call
+    assert pacer.paced(0.0) == []
+    assert pacer.reserve("a", 0.0) == 0.0
+    # Two pushes of one user claimed (every due row was a's): released in the wrong
+    # order, the earlier slot is not given back, since a later one was taken after it.
+    pacer = Pacer(10)
+    early, late = pacer.hold("a", 0.0), pacer.hold("a", 0.0)
+    pacer.release("a", early)
+    assert round(pacer.reserve("a", 0.0), 3) == 0.1  # the later hold's slot
+    pacer.release("a", late)
+    assert round(pacer.reserve("a", 0.0), 3) == 0.2
+
+
 def test_channel_renewal_margin() -> None:
     day = 24 * 3600.0
     assert needs_renewal(T0 + timedelta(hours=23), T0, day)

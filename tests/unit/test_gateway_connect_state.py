@@ -90,8 +90,11 @@ def test_required_scopes_per_provider() -> None:
     calendar = PROVIDERS["google_calendar"]
     assert calendar.missing(["openid"]) == ["https://www.googleapis.com/auth/calendar"]
     fit = PROVIDERS["google_fit"]
-    assert len(fit.missing(["openid"])) == 4
+    assert len(fit.missing(["openid"])) == 5
     assert fit.missing(fit.scopes) == []
+    # Distance reads need location: a grant without it fails every daily aggregate.
+    location = "https://www.googleapis.com/auth/fitness.location.read"
+    assert fit.missing(s for s in fit.scopes if s != location) == [location]
 
 
 def test_return_to_allowlist() -> None:

@@ -664,6 +664,12 @@ class TimeZoneSet(Contract):
     time_zone: str = Field(min_length=1, max_length=64, examples=["Europe/Berlin"])
 
 
+class TimeZoneGet(Contract):
+    """Query: the zone a user's Google Fit days are counted in (the default until set)."""
+
+    user_id: UserId
+
+
 class TimeZoneReply(Reply):
     user_id: str | None = None
     time_zone: str | None = None
@@ -692,6 +698,7 @@ REQUESTS: dict[str, tuple[type[Contract], type[Reply]]] = {
     subjects.CALENDAR_CHANNELS_LIST: (CalendarChannelsList, CalendarChannelsReply),
     subjects.SYNC_FIT_RUNS_GET: (FitRunsGet, FitRunsReply),
     subjects.SYNC_TIME_ZONE_SET: (TimeZoneSet, TimeZoneReply),
+    subjects.SYNC_TIME_ZONE_GET: (TimeZoneGet, TimeZoneReply),
 }
 
 

@@ -69,6 +69,7 @@ SYNC_STATUS_GET = "sync.status.get"
 SYNC_SESSION_GET = "sync.session.get"
 SYNC_FIT_RUNS_GET = "sync.fit_runs.get"
 SYNC_TIME_ZONE_SET = "sync.time_zone.set"
+SYNC_TIME_ZONE_GET = "sync.time_zone.get"
 CALENDAR_EVENTS = "calendar.events.*"
 CALENDAR_EVENTS_LIST = "calendar.events.list"
 CALENDAR_EVENTS_GET = "calendar.events.get"
@@ -320,6 +321,7 @@ SERVICES: tuple[ServiceChannels, ...] = (
             SYNC_SESSION_GET,
             SYNC_FIT_RUNS_GET,
             SYNC_TIME_ZONE_SET,
+            SYNC_TIME_ZONE_GET,
             *CALENDAR_EVENTS_SUBJECTS,
             CONNECTIONS_STATS,
             SYNC_BACKGROUND_RUN,
@@ -360,6 +362,7 @@ SERVICES: tuple[ServiceChannels, ...] = (
             SYNC_SESSIONS_LIST,
             SYNC_FIT_RUNS_GET,
             SYNC_TIME_ZONE_SET,
+            SYNC_TIME_ZONE_GET,
         ),
         requests=(TOKEN_GET,),
     ),

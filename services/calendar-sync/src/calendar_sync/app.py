@@ -1,8 +1,10 @@
 """Composition root of calendar-sync: bidirectional Google Calendar sync (issue 8).
 
 Builds the Google client, the engine, the channels and the publisher when the process
-starts (they need the running loop and the pool), and runs three loops: the sender
-(woken by local writes, and on a timer for retries), the publisher of the message
+starts (they need the running loop and the pool), and runs these loops: the senders
+(``OUTBOX_CONCURRENCY`` of them, each woken by local writes and on a timer for retries,
+each idle only when it found nothing due, so a quiet moment does not leave one sender
+carrying a backlog alone), the publisher of the message
 outbox, and maintenance (channel renewal, polling, outbox cleanup). A request that
 arrives before the engine exists is answered ``unavailable``.
 """
@@ -87,7 +89,12 @@ class CalendarApp:
     async def start(self, runtime: ServiceRuntime) -> None:
         s = self.settings
         self._session = create_client_session(total_timeout=s.provider_timeout_seconds)
-        sender = Wakeable(s.outbox_interval_seconds)
+        senders = [Wakeable(s.outbox_interval_seconds) for _ in range(s.outbox_concurrency)]
+
+        def wake_senders() -> None:
+            for sender in senders:
+                sender.wake()
+
         publishing = Wakeable(max(s.outbox_interval_seconds, 1.0))
         engine = Engine(
             runtime.db,
@@ -96,25 +103,26 @@ class CalendarApp:
             self.clock,
             self.ids,
             engine_config(s),
-            wake_sender=sender.wake,
+            wake_sender=wake_senders,
             wake_publisher=publishing.wake,
         )
         self.publisher = Publisher(runtime.db, runtime.broker, self.clock)
         self.channels = Channels(engine, self.kv, channel_config(s))
         self.engine = engine
+        # Maintenance's first pass (channels of calendars connected while we were down)
+        # starts first, before the senders' first passes queue for pool connections.
         self._loops = [
-            periodic("calendar-sync sender", lambda: self._send(s.outbox_concurrency), sender.wait),
-            periodic("calendar-sync publisher", self.publisher.flush, publishing.wait),
             periodic(
                 "calendar-sync maintenance",
                 self.maintain,
                 Wakeable(s.maintenance_interval_seconds).wait,
             ),
+            periodic("calendar-sync publisher", self.publisher.flush, publishing.wait),
+            *(
+                periodic(f"calendar-sync sender {i}", engine.flush_outbox, sender.wait)
+                for i, sender in enumerate(senders)
+            ),
         ]
-
-    async def _send(self, concurrency: int) -> None:
-        engine = self.require()
-        await asyncio.gather(*(engine.flush_outbox() for _ in range(concurrency)))
 
     async def maintain(self) -> None:
         channels, engine = self.require_channels(), self.require()

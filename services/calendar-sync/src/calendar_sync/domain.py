@@ -296,19 +296,60 @@ def merge(base: Fields, local: Fields, remote: Fields, *, prefer_local: bool) ->
 
 class Pacer:
     """Per-user spacing of Google calls (the issue's default: 10/s per user): each call
-    reserves the next free slot, so a burst is spread instead of answered by 429s."""
+    reserves the next free slot, so a burst is spread instead of answered by 429s.
+
+    The sender asks which users have no free slot (:meth:`paced`) before it claims an
+    outbox row, and :meth:`hold` s the slot of the row it claimed: a worker then waits for
+    a slot only when every due row belongs to a paced user, instead of parking on one
+    user's row while another user's row could go out now. The first :meth:`reserve` for
+    that user is given the held slot; :meth:`release` hands back a hold no call used.
+    """
 
     def __init__(self, per_second: float) -> None:
         if per_second <= 0:
             raise ValueError("a rate must be positive")
         self.interval = 1.0 / per_second
         self._next: dict[str, float] = {}
+        self._held: dict[str, list[float]] = {}
+
+    def _take(self, key: str, now: float) -> float:
+        slot = max(now, self._next.get(key, now))
+        self._next[key] = slot + self.interval
+        return slot
 
     def reserve(self, key: str, now: float) -> float:
         """Seconds to wait before the call may go out (monotonic time ``now``)."""
-        slot = max(now, self._next.get(key, now))
-        self._next[key] = slot + self.interval
-        return slot - now
+        held = self._held.get(key)
+        if held:
+            slot = held.pop(0)
+            if not held:
+                del self._held[key]
+        else:
+            slot = self._take(key, now)
+        return max(0.0, slot - now)
+
+    def hold(self, key: str, now: float) -> float:
+        """Take ``key``'s next slot for a call about to be made; the slot (monotonic)."""
+        slot = self._take(key, now)
+        self._held.setdefault(key, []).append(slot)
+        return slot
+
+    def release(self, key: str, slot: float) -> None:
+        """Give back a held slot no call used: it is free again if none was taken after."""
+        held = self._held.get(key)
+        if not held or slot not in held:
+            return
+        held.remove(slot)
+        if not held:
+            del self._held[key]
+        if self._next.get(key) == slot + self.interval:
+            self._next[key] = slot
+
+    def paced(self, now: float) -> list[str]:
+        """Keys with no free slot at ``now``, the soonest free first. Keys whose slot has
+        come are forgotten (absent means free), so the table holds only recent callers."""
+        self._next = {k: t for k, t in self._next.items() if t > now}
+        return sorted((k for k, t in self._next.items() if t > now), key=self._next.__getitem__)
 
 
 def needs_renewal(expires_at: datetime | None, now: datetime, margin_seconds: float) -> bool:

@@ -4,6 +4,7 @@ connection so callers choose the transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -359,21 +360,35 @@ async def enqueue_push(
     )
 
 
-async def claim_push(conn: Conn, now: datetime) -> OutboxRow | None:
-    """The oldest due push of a calendar that syncs, locked for this transaction."""
-    row = await conn.fetchrow(
-        """
-        SELECT o.id, o.user_id, o.calendar_id, o.event_id, o.attempts
-        FROM calendar.outbox o
-        LEFT JOIN calendar.calendars c USING (user_id, calendar_id)
-        WHERE o.status = 'pending' AND o.next_attempt_at <= $1
-          AND COALESCE(c.sync_enabled, true)
-        ORDER BY o.next_attempt_at, o.id
-        LIMIT 1
-        FOR UPDATE OF o SKIP LOCKED
-        """,
-        now,
-    )
+CLAIM_PUSH = """
+SELECT o.id, o.user_id, o.calendar_id, o.event_id, o.attempts
+FROM calendar.outbox o
+LEFT JOIN calendar.calendars c USING (user_id, calendar_id)
+WHERE o.status = 'pending' AND o.next_attempt_at <= $1
+  AND COALESCE(c.sync_enabled, true)
+  AND {users}
+ORDER BY {order}
+LIMIT 1
+FOR UPDATE OF o SKIP LOCKED
+"""
+# Due rows in the outbox_due index's order, skipping users that must wait for a slot...
+CLAIM_FREE = CLAIM_PUSH.format(
+    users="o.user_id <> ALL($2::text[])", order="o.next_attempt_at, o.id"
+)
+# ...and only when none is left, a row of the paced user whose slot comes first.
+CLAIM_PACED = CLAIM_PUSH.format(
+    users="o.user_id = ANY($2::text[])",
+    order="array_position($2::text[], o.user_id), o.next_attempt_at, o.id",
+)
+
+
+async def claim_push(conn: Conn, now: datetime, paced: Sequence[str] = ()) -> OutboxRow | None:
+    """The oldest due push of a calendar that syncs, locked for this transaction.
+    ``paced``: users without a free Google slot now, soonest free first; their rows are
+    taken only when no other user's row is due."""
+    row = await conn.fetchrow(CLAIM_FREE, now, list(paced))
+    if row is None and paced:
+        row = await conn.fetchrow(CLAIM_PACED, now, list(paced))
     return OutboxRow(**dict(row)) if row is not None else None
 
 

@@ -119,6 +119,7 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.pacer = Pacer(self.config.rate_per_user)
+        self._claiming = asyncio.Lock()
         self._syncing: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
 
@@ -254,23 +255,41 @@ class Engine:
     # -- outbound ------------------------------------------------------------------------
 
     async def push_one(self) -> bool:
-        """Push the oldest due outbox row; False when none is due."""
+        """Push the oldest due outbox row, a row of a user free to call Google now first;
+        False when none is due."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await store.claim_push(conn, self.clock.now())
+            row, slot = await self._claim(conn)
             if row is None:
                 return False
             try:
-                async with conn.transaction():
-                    await self._push(conn, row)
-            except (ReauthRequiredError, NotConnectedError, RevokedError) as err:
-                later = self.clock.now() + timedelta(seconds=DISCONNECTED_HOLD_SECONDS)
-                await store.retry_push(conn, row.id, row.attempts, later, str(err))
-                return True
-            except Exception as err:
-                await self._push_failed(conn, row, err)
-                return True
-            await store.finish_push(conn, row.id, "done", self.clock.now())
+                await self._push_claimed(conn, row)
+            finally:
+                self.pacer.release(row.user_id, slot)
         return True
+
+    async def _claim(self, conn: store.Conn) -> tuple[store.OutboxRow | None, float]:
+        # One claim at a time in this process, and the claimed user's slot held before the
+        # next claim looks: two workers never pick one user's rows for the same slot, and
+        # none waits holding a row while another user's row could go out now.
+        async with self._claiming:
+            paced = self.pacer.paced(self.clock.monotonic())
+            row = await store.claim_push(conn, self.clock.now(), paced)
+            if row is None:
+                return None, 0.0
+            return row, self.pacer.hold(row.user_id, self.clock.monotonic())
+
+    async def _push_claimed(self, conn: store.Conn, row: store.OutboxRow) -> None:
+        try:
+            async with conn.transaction():
+                await self._push(conn, row)
+        except (ReauthRequiredError, NotConnectedError, RevokedError) as err:
+            later = self.clock.now() + timedelta(seconds=DISCONNECTED_HOLD_SECONDS)
+            await store.retry_push(conn, row.id, row.attempts, later, str(err))
+            return
+        except Exception as err:
+            await self._push_failed(conn, row, err)
+            return
+        await store.finish_push(conn, row.id, "done", self.clock.now())
 
     async def flush_outbox(self) -> int:
         pushed = 0

@@ -104,9 +104,10 @@ class SyncApp:
                 runtime.jetstream(), limits, self.clock, s.rate_background_share
             )
         fit_client = GoogleFitClient(session, s.google_fit_api_base, self.clock)
+        zones = PgTimeZones(runtime.db, s.default_time_zone)
         fit_daily = GoogleFitDaily(
             fit_client,
-            PgTimeZones(runtime.db, s.default_time_zone),
+            zones,
             days_back=s.google_fit_days_back,
             backfill_days=s.google_fit_backfill_days,
         )
@@ -183,7 +184,7 @@ class SyncApp:
                 pause_seconds=s.google_fit_run_pause_seconds,
                 worker=f"{socket.gethostname()}:{os.getpid()}",
             )
-        self.fit_queries = FitApi(runtime.db, self.clock)
+        self.fit_queries = FitApi(runtime.db, self.clock, zones)
         if self.scheduler_enabled:
             self._loops.append(
                 periodic(

@@ -156,6 +156,23 @@ class DataReply(OwnerObject):
     )
 
 
+# -- Google Fit days -----------------------------------------------------------------------
+
+
+class TimeZoneBody(Strict):
+    time_zone: str = Field(
+        min_length=1,
+        max_length=64,
+        description="IANA zone the user's Google Fit days are counted in from the next sync.",
+        examples=["Europe/Berlin"],
+    )
+
+
+class TimeZoneView(BaseModel):
+    user_id: str
+    time_zone: str = Field(examples=["Europe/Berlin"])
+
+
 # -- calendar ------------------------------------------------------------------------------
 
 

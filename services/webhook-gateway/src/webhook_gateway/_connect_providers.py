@@ -25,9 +25,14 @@ from yarl import URL
 
 from webhook_gateway.settings import GatewaySettings
 
+# What sync-worker's reads need (§6.1): steps, calories, active minutes and sessions read
+# under activity, distance under location (Google files distance with location data: an
+# aggregate naming it without that scope is refused outright, 403 insufficientPermissions,
+# which the sync rightly takes as reauth), heart rate under heart_rate, and sleep sessions
+# are listed only with sleep. body is not read today (weight is not synced).
 GOOGLE_FIT_READ = tuple(
     f"https://www.googleapis.com/auth/fitness.{kind}.read"
-    for kind in ("activity", "body", "sleep", "heart_rate")
+    for kind in ("activity", "body", "location", "sleep", "heart_rate")
 )
 GOOGLE_CALENDAR = "https://www.googleapis.com/auth/calendar"
 WHOOP_REQUIRED = (

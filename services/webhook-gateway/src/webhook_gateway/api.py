@@ -26,6 +26,9 @@ from syncplane_common.contracts import (
     SyncRequested,
     SyncSessionGet,
     SyncStatusGet,
+    TimeZoneGet,
+    TimeZoneReply,
+    TimeZoneSet,
     TokenRevoke,
     TokenRevokeReply,
 )
@@ -46,6 +49,8 @@ from webhook_gateway._api_models import (
     SyncAccepted,
     SyncBody,
     SyncMode,
+    TimeZoneBody,
+    TimeZoneView,
     UserPath,
     UserProviderPath,
 )
@@ -206,6 +211,23 @@ async def read_data(call: Call) -> web.StreamResponse:
     return _json(await ask_owner(call, subject, message))
 
 
+# -- Google Fit days -----------------------------------------------------------------------
+
+
+async def set_time_zone(call: Call) -> web.StreamResponse:
+    # The zone is checked by sync-worker, not here: the zone database that counts is the
+    # one the days are bucketed with.
+    message = TimeZoneSet(
+        user_id=call.path(UserPath).user_id, **call.body(TimeZoneBody).model_dump()
+    )
+    return _json(await ask_owner(call, subjects.SYNC_TIME_ZONE_SET, message, TimeZoneReply))
+
+
+async def get_time_zone(call: Call) -> web.StreamResponse:
+    message = TimeZoneGet(user_id=call.path(UserPath).user_id)
+    return _json(await ask_owner(call, subjects.SYNC_TIME_ZONE_GET, message, TimeZoneReply))
+
+
 # -- the table -----------------------------------------------------------------------------
 
 NOT_RUNNING = " Answers 503 `unavailable` while {owner} is not running."
@@ -299,6 +321,38 @@ ROUTES = (
         "every 15 s as heartbeat. Browsers' EventSource cannot set headers, so the token "
         "may come as `?access_token=`.",
         replies=(Reply(200, "The event stream", None, content_type="text/event-stream"),),
+    ),
+    Route(
+        "PUT",
+        USER + "/time_zone",
+        set_time_zone,
+        "Set the time zone the user's Google Fit days are counted in",
+        access="user",
+        tag="data",
+        path_model=UserPath,
+        body_model=TimeZoneBody,
+        subject=subjects.SYNC_TIME_ZONE_SET,
+        description=fronts(
+            "sync-worker",
+            "An IANA zone name; the next Google Fit sync buckets the user's days by local "
+            "midnight there (days synced before keep their zone). 400 `bad_request` for a "
+            "zone sync-worker does not know.",
+        ),
+        replies=(Reply(200, "The zone now set", TimeZoneView),),
+    ),
+    Route(
+        "GET",
+        USER + "/time_zone",
+        get_time_zone,
+        "The time zone the user's Google Fit days are counted in",
+        access="user",
+        tag="data",
+        path_model=UserPath,
+        subject=subjects.SYNC_TIME_ZONE_GET,
+        description=fronts(
+            "sync-worker", "The zone set for the user, else sync-worker's DEFAULT_TIME_ZONE."
+        ),
+        replies=(Reply(200, "The zone the next sync uses", TimeZoneView),),
     ),
     Route(
         "GET",
