@@ -37,7 +37,13 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-__all__ = ["nats_hop", "nats_telemetry_middleware", "setup_telemetry", "shutdown_telemetry"]
+__all__ = [
+    "exporting",
+    "nats_hop",
+    "nats_telemetry_middleware",
+    "setup_telemetry",
+    "shutdown_telemetry",
+]
 
 ExporterKind = Literal["none", "console", "otlp"]
 
@@ -109,6 +115,11 @@ _SAMPLER = _RecordWhenExported()
 
 
 _TRACER = trace.get_tracer(__name__)
+
+
+def exporting() -> bool:
+    """Whether this process records spans (an exporter is configured)."""
+    return _SAMPLER.exporting
 
 
 def nats_hop(name: str, kind: SpanKind, subject: str) -> AbstractContextManager[object]:

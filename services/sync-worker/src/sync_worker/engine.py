@@ -147,6 +147,20 @@ class Source(Protocol):
         """Stored rows, newest first: what a smart read answers."""
         ...
 
+    async def read_cached(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        """:meth:`read`, and the sync log's last success of this data type read by the
+        same statement: a cached smart read in one round trip. The time rides on the
+        rows, so with no rows it is None whatever the log holds."""
+        ...
+
     async def purge(self, conn: Conn, user_id: str) -> int:
         """Delete everything stored for the user (revocation with DELETE_DATA_ON_REVOKE)."""
         ...

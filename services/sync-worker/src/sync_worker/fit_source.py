@@ -25,7 +25,7 @@ from syncplane_common.contracts import ProviderName, SyncRequested
 from syncplane_common.errors import CursorInvalidError, PermanentError
 from syncplane_common.tokens import TokenLease
 
-from sync_worker import store_google_fit
+from sync_worker import store_google_fit, store_records
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.fit_store import TimeZones
 from sync_worker.providers._records import Cursor, CursorPage
@@ -152,14 +152,43 @@ class GoogleFitDaily:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows = await store_google_fit.recent_days(
+        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return rows
+
+    async def read_cached(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def _read(
+        self,
+        conn: Conn,
+        user_id: str,
+        log: tuple[str, str] | None,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        rows, last = await store_records.recent_synced(
             conn,
+            store_google_fit.DAILY,
             user_id,
+            log,
             since=None if start is None else start.date(),
             until=None if end is None else end.date(),
             limit=limit,
         )
-        return [_row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows]
+        return [
+            _row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows
+        ], last
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await _purge(conn, store_google_fit.DAILY.name, user_id)
@@ -245,10 +274,35 @@ class GoogleFitSessions:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows = await store_google_fit.recent_sessions(
-            conn, user_id, since=start, until=end, limit=limit
+        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return rows
+
+    async def read_cached(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def _read(
+        self,
+        conn: Conn,
+        user_id: str,
+        log: tuple[str, str] | None,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        rows, last = await store_records.recent_synced(
+            conn, store_google_fit.SESSIONS, user_id, log, since=start, until=end, limit=limit
         )
-        return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows]
+        return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows], last
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await _purge(conn, store_google_fit.SESSIONS.name, user_id)

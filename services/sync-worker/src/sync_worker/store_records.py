@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 import asyncpg
 
+from sync_worker import sync_state
+
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
@@ -42,6 +44,7 @@ __all__ = [
     "delete_user",
     "newest",
     "recent",
+    "recent_synced",
     "upsert",
 ]
 
@@ -203,15 +206,33 @@ async def recent(
 ) -> list[StoredRow]:
     """``user_id``'s newest rows first: ``since`` inclusive, ``until`` exclusive, on the
     table's ``order_by`` column."""
+    rows, _ = await recent_synced(db, table, user_id, None, since=since, until=until, limit=limit)
+    return rows
+
+
+async def recent_synced(
+    db: Db,
+    table: Table,
+    user_id: str,
+    log: tuple[str, str] | None,
+    *,
+    since: datetime | date | None = None,
+    until: datetime | date | None = None,
+    limit: int = 30,
+) -> tuple[list[StoredRow], datetime | None]:
+    """:func:`recent`, and with ``log`` (provider, data type) the sync log's last success
+    of that type read by the same statement (None when no row came back: it rides on
+    the rows, see :func:`sync_state.last_success_column`)."""
     if limit < 1:
         raise ValueError(f"limit must be at least 1, got {limit}")
     typed = ", ".join(c.name for c in table.columns)
     order = table.order_by
     order_type = next((c.pg_type for c in table.columns if c.name == order), table.key.pg_type)
+    synced = "" if log is None else ", " + sync_state.last_success_column(1, 5, 6)
     records = await db.fetch(
         f"""
         SELECT {table.key.name} AS key, {typed}, raw::text AS raw_text, content_hash,
-               fetched_at, updated_at
+               fetched_at, updated_at{synced}
         FROM {table.name}
         WHERE user_id = $1
           AND ($2::{order_type} IS NULL OR {order} >= $2)
@@ -223,8 +244,9 @@ async def recent(
         since,
         until,
         limit,
+        *(log or ()),
     )
-    return [
+    rows = [
         StoredRow(
             key=r["key"],
             at=r[order] if order != table.key.name else r["key"],
@@ -236,3 +258,5 @@ async def recent(
         )
         for r in records
     ]
+    last: datetime | None = records[0]["last_success_at"] if records and log else None
+    return rows, last

@@ -152,7 +152,22 @@ class StravaActivities:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        return await strava_store.read(conn, user_id, start=start, end=end, limit=limit)
+        rows, _ = await strava_store.read_synced(
+            conn, user_id, None, start=start, end=end, limit=limit
+        )
+        return rows
+
+    async def read_cached(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await strava_store.read_synced(conn, user_id, log, start=start, end=end, limit=limit)
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await strava_store.delete_user(conn, user_id)

@@ -151,11 +151,36 @@ class WhoopCollection:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows = await store_whoop.recent(
-            conn, user_id, self.kind, since=start, until=end, limit=limit
+        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return rows
+
+    async def read_cached(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def _read(
+        self,
+        conn: Conn,
+        user_id: str,
+        log: tuple[str, str] | None,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], datetime | None]:
+        rows, last = await store_whoop.recent_synced(
+            conn, user_id, self.kind, log, since=start, until=end, limit=limit
         )
         key = store_whoop.TABLES[self.kind].key.name
-        return [_row(r, key) for r in rows]
+        return [_row(r, key) for r in rows], last
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await store_whoop.delete_user(conn, user_id, self.kind)
