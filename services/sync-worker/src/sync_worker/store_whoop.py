@@ -241,26 +241,10 @@ async def recent(
 ) -> list[StoredRow]:
     """Smart reads: ``user_id``'s newest records of ``kind`` (by start; a recovery by its
     creation), ``since`` inclusive and ``until`` exclusive. Keys come back as text ids."""
-    rows, _ = await recent_synced(db, user_id, kind, None, since=since, until=until, limit=limit)
-    return rows
-
-
-async def recent_synced(
-    db: Db,
-    user_id: str,
-    kind: Kind,
-    log: tuple[str, str] | None,
-    *,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 30,
-) -> tuple[list[StoredRow], datetime | None]:
-    """:func:`recent` and the sync log's last success of ``log`` in one statement
-    (:func:`store_records.recent_synced`)."""
-    rows, last = await store_records.recent_synced(
-        db, TABLES[kind], user_id, log, since=since, until=until, limit=limit
+    rows = await store_records.recent(
+        db, TABLES[kind], user_id, since=since, until=until, limit=limit
     )
-    return [replace(r, key=str(r.key)) for r in rows], last
+    return [replace(r, key=str(r.key)) for r in rows]
 
 
 async def newest(db: Db, user_id: str, kind: Kind) -> datetime | None:

@@ -26,7 +26,7 @@ from syncplane_common.contracts import ProviderName, SyncRequested
 from syncplane_common.errors import CursorInvalidError, NotFoundError
 from syncplane_common.tokens import TokenLease
 
-from sync_worker import store_whoop
+from sync_worker import store_records, store_whoop
 from sync_worker.budget import RateBudget, whoop_client_observed
 from sync_worker.engine import FetchedPage, Source, Stored
 from sync_worker.providers._http import utc_millis
@@ -176,11 +176,11 @@ class WhoopCollection:
         end: datetime | None,
         limit: int,
     ) -> tuple[list[dict[str, Any]], datetime | None]:
-        rows, last = await store_whoop.recent_synced(
-            conn, user_id, self.kind, log, since=start, until=end, limit=limit
+        table = store_whoop.TABLES[self.kind]
+        rows, last = await store_records.recent_synced(
+            conn, table, user_id, log, since=start, until=end, limit=limit
         )
-        key = store_whoop.TABLES[self.kind].key.name
-        return [_row(r, key) for r in rows], last
+        return [_row(r, table.key.name) for r in rows], last
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await store_whoop.delete_user(conn, user_id, self.kind)
@@ -202,17 +202,12 @@ def _row(stored: StoredRow, key: str) -> dict[str, Any]:
     """A stored record as a smart read answers it: WHOOP's id (as ``id`` and under its
     column name), the typed columns (instants as RFC 3339) and the record exactly as WHOOP
     sent it."""
-    columns = {
-        name: value.isoformat() if isinstance(value, datetime) else value
-        for name, value in stored.columns.items()
-    }
-    return {
-        "id": stored.key,
-        key: stored.key,
-        **columns,
-        "record": stored.raw,
-        "synced_at": stored.updated_at.isoformat(),
-    }
+    row = {"id": str(stored.key), key: str(stored.key)}
+    for name, value in stored.columns.items():
+        row[name] = value.isoformat() if isinstance(value, datetime) else value
+    row["record"] = stored.raw
+    row["synced_at"] = stored.updated_at.isoformat()
+    return row
 
 
 def whoop_sources(
