@@ -26,7 +26,7 @@ from syncplane_common.errors import CursorInvalidError, PermanentError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_google_fit, store_records
-from sync_worker.engine import FetchedPage, Stored
+from sync_worker.engine import FetchedPage, Rows, Stored
 from sync_worker.fit_store import TimeZones
 from sync_worker.providers._records import Cursor, CursorPage
 from sync_worker.providers.google_fit import (
@@ -62,6 +62,7 @@ async def _first(pages: AsyncIterator[CursorPage[Any, None]]) -> CursorPage[Any,
 class GoogleFitDaily:
     provider: ProviderName = "google_fit"
     data_type = "daily"
+    table = store_google_fit.DAILY
     webhook_kinds: frozenset[str] = frozenset()  # Fit has no push (§6.1): it is polled
 
     def __init__(
@@ -152,10 +153,10 @@ class GoogleFitDaily:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
-        return rows
+        read = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return read.rows
 
-    async def read_cached(
+    async def read_versioned(
         self,
         conn: Conn,
         user_id: str,
@@ -163,9 +164,24 @@ class GoogleFitDaily:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
         log = (self.provider, self.data_type)
         return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        log = (self.provider, self.data_type)
+        since, until = self._bounds(start, end)
+        return await store_records.versions(
+            conn, self.table, user_id, log, since=since, until=until, limit=limit
+        )
 
     async def _read(
         self,
@@ -176,19 +192,17 @@ class GoogleFitDaily:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
+        since, until = self._bounds(start, end)
         rows, last = await store_records.recent_synced(
-            conn,
-            store_google_fit.DAILY,
-            user_id,
-            log,
-            since=None if start is None else start.date(),
-            until=None if end is None else end.date(),
-            limit=limit,
+            conn, self.table, user_id, log, since=since, until=until, limit=limit
         )
-        return [
-            _row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows
-        ], last
+        answered = [_row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows]
+        return Rows(answered, tuple(r.version for r in rows), last)
+
+    @staticmethod
+    def _bounds(start: datetime | None, end: datetime | None) -> tuple[date | None, date | None]:
+        return None if start is None else start.date(), None if end is None else end.date()
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await _purge(conn, store_google_fit.DAILY.name, user_id)
@@ -197,6 +211,7 @@ class GoogleFitDaily:
 class GoogleFitSessions:
     provider: ProviderName = "google_fit"
     data_type = "sessions"
+    table = store_google_fit.SESSIONS
     webhook_kinds: frozenset[str] = frozenset()
 
     def __init__(self, client: GoogleFitClient, *, days_back: int, backfill_days: int) -> None:
@@ -274,10 +289,10 @@ class GoogleFitSessions:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
-        return rows
+        read = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return read.rows
 
-    async def read_cached(
+    async def read_versioned(
         self,
         conn: Conn,
         user_id: str,
@@ -285,9 +300,24 @@ class GoogleFitSessions:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
         log = (self.provider, self.data_type)
         return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        log = (self.provider, self.data_type)
+        since, until = self._bounds(start, end)
+        return await store_records.versions(
+            conn, self.table, user_id, log, since=since, until=until, limit=limit
+        )
 
     async def _read(
         self,
@@ -298,11 +328,19 @@ class GoogleFitSessions:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
+        since, until = self._bounds(start, end)
         rows, last = await store_records.recent_synced(
-            conn, store_google_fit.SESSIONS, user_id, log, since=start, until=end, limit=limit
+            conn, self.table, user_id, log, since=since, until=until, limit=limit
         )
-        return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows], last
+        answered = [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows]
+        return Rows(answered, tuple(r.version for r in rows), last)
+
+    @staticmethod
+    def _bounds(
+        start: datetime | None, end: datetime | None
+    ) -> tuple[datetime | None, datetime | None]:
+        return start, end
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await _purge(conn, store_google_fit.SESSIONS.name, user_id)

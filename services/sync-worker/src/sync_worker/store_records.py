@@ -46,6 +46,7 @@ __all__ = [
     "recent",
     "recent_synced",
     "upsert",
+    "versions",
 ]
 
 K = TypeVar("K", bound=Hashable)
@@ -104,6 +105,8 @@ class StoredRow:
     content_hash: str
     fetched_at: datetime
     updated_at: datetime
+    # The row version (see :func:`versions`): what a cache of answered rows checks.
+    version: str = ""
 
 
 def _last_per_key(rows: Sequence[Row]) -> list[Row]:
@@ -223,29 +226,22 @@ async def recent_synced(
     """:func:`recent`, and with ``log`` (provider, data type) the sync log's last success
     of that type read by the same statement (None when no row came back: it rides on
     the rows, see :func:`sync_state.last_success_column`)."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
     typed = ", ".join(c.name for c in table.columns)
-    order = table.order_by
-    order_type = next((c.pg_type for c in table.columns if c.name == order), table.key.pg_type)
+    version = _VERSION.format(key=table.key.name)
     synced = "" if log is None else ", " + sync_state.last_success_column(1, 5, 6)
     records = await db.fetch(
         f"""
         SELECT {table.key.name} AS key, {typed}, raw::text AS raw_text, content_hash,
-               fetched_at, updated_at{synced}
-        FROM {table.name}
-        WHERE user_id = $1
-          AND ($2::{order_type} IS NULL OR {order} >= $2)
-          AND ($3::{order_type} IS NULL OR {order} < $3)
-        ORDER BY {order} DESC, {table.key.name} DESC
-        LIMIT $4
-        """,  # noqa: S608 - built from the fixed table description only
+               fetched_at, updated_at, {version} AS version{synced}
+        {_window(table, limit)}
+        """,
         user_id,
         since,
         until,
         limit,
         *(log or ()),
     )
+    order = table.order_by
     rows = [
         StoredRow(
             key=r["key"],
@@ -255,8 +251,61 @@ async def recent_synced(
             content_hash=r["content_hash"],
             fetched_at=r["fetched_at"],
             updated_at=r["updated_at"],
+            version=r["version"],
         )
         for r in records
     ]
     last: datetime | None = records[0]["last_success_at"] if records and log else None
     return rows, last
+
+
+# A row's version: its key and the transaction that wrote this version of it. Every
+# UPDATE writes a new row version with the writing transaction's id, so two committed
+# versions of one row never share it (freezing keeps the raw xmin since PostgreSQL 9.4).
+# The cheapest exact answer to "is this still the row I answered before?".
+_VERSION = "{key}::text || '@' || xmin::text"
+
+
+async def versions(
+    db: Db,
+    table: Table,
+    user_id: str,
+    log: tuple[str, str],
+    *,
+    since: datetime | date | None = None,
+    until: datetime | date | None = None,
+    limit: int = 30,
+) -> tuple[tuple[str, ...], datetime | None]:
+    """The versions of the rows :func:`recent_synced` would return, in its order, and the
+    sync log's last success of ``log`` (None when no row came back): reading neither the
+    rows nor their payloads."""
+    records = await db.fetch(
+        f"""
+        SELECT {_VERSION.format(key=table.key.name)} AS version,
+               {sync_state.last_success_column(1, 5, 6)}
+        {_window(table, limit)}
+        """,
+        user_id,
+        since,
+        until,
+        limit,
+        *log,
+    )
+    last: datetime | None = records[0]["last_success_at"] if records else None
+    return tuple(r["version"] for r in records), last
+
+
+def _window(table: Table, limit: int) -> str:
+    """FROM ... LIMIT of the newest-first reads: ``$1`` the user, ``$2`` / ``$3`` the
+    bounds on ``order_by`` (inclusive / exclusive), ``$4`` the limit."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    order = table.order_by
+    order_type = next((c.pg_type for c in table.columns if c.name == order), table.key.pg_type)
+    return f"""
+        FROM {table.name}
+        WHERE user_id = $1
+          AND ($2::{order_type} IS NULL OR {order} >= $2)
+          AND ($3::{order_type} IS NULL OR {order} < $3)
+        ORDER BY {order} DESC, {table.key.name} DESC
+        LIMIT $4"""

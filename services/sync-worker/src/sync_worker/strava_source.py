@@ -24,7 +24,7 @@ from syncplane_common.tokens import TokenLease
 
 from sync_worker import strava_store
 from sync_worker.budget import RateBudget, strava_observed
-from sync_worker.engine import FetchedPage, Stored
+from sync_worker.engine import FetchedPage, Rows, Stored
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity, StravaClient, StravaUsage
 from sync_worker.strava_store import StoredActivity
@@ -152,12 +152,12 @@ class StravaActivities:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows, _ = await strava_store.read_synced(
+        rows, _, _ = await strava_store.read_synced(
             conn, user_id, None, start=start, end=end, limit=limit
         )
         return rows
 
-    async def read_cached(
+    async def read_versioned(
         self,
         conn: Conn,
         user_id: str,
@@ -165,9 +165,24 @@ class StravaActivities:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
         log = (self.provider, self.data_type)
-        return await strava_store.read_synced(conn, user_id, log, start=start, end=end, limit=limit)
+        rows, versions, last = await strava_store.read_synced(
+            conn, user_id, log, start=start, end=end, limit=limit
+        )
+        return Rows(rows, versions, last)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await strava_store.versions(conn, user_id, log, start=start, end=end, limit=limit)
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await strava_store.delete_user(conn, user_id)

@@ -28,7 +28,7 @@ from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_records, store_whoop
 from sync_worker.budget import RateBudget, whoop_client_observed
-from sync_worker.engine import FetchedPage, Source, Stored
+from sync_worker.engine import FetchedPage, Rows, Source, Stored
 from sync_worker.providers._http import utc_millis
 from sync_worker.providers.whoop import KINDS, MAX_LIMIT, Kind, WhoopClient, WhoopUsage
 
@@ -151,10 +151,10 @@ class WhoopCollection:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        rows, _ = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
-        return rows
+        read = await self._read(conn, user_id, None, start=start, end=end, limit=limit)
+        return read.rows
 
-    async def read_cached(
+    async def read_versioned(
         self,
         conn: Conn,
         user_id: str,
@@ -162,9 +162,23 @@ class WhoopCollection:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
         log = (self.provider, self.data_type)
         return await self._read(conn, user_id, log, start=start, end=end, limit=limit)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        table, log = store_whoop.TABLES[self.kind], (self.provider, self.data_type)
+        return await store_records.versions(
+            conn, table, user_id, log, since=start, until=end, limit=limit
+        )
 
     async def _read(
         self,
@@ -175,12 +189,13 @@ class WhoopCollection:
         start: datetime | None,
         end: datetime | None,
         limit: int,
-    ) -> tuple[list[dict[str, Any]], datetime | None]:
+    ) -> Rows:
         table = store_whoop.TABLES[self.kind]
         rows, last = await store_records.recent_synced(
             conn, table, user_id, log, since=start, until=end, limit=limit
         )
-        return [_row(r, table.key.name) for r in rows], last
+        answered = [_row(r, table.key.name) for r in rows]
+        return Rows(answered, tuple(r.version for r in rows), last)
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await store_whoop.delete_user(conn, user_id, self.kind)
