@@ -15,6 +15,7 @@ caller's connection: inside the engine's transaction the rows commit with the ch
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -226,15 +227,10 @@ async def recent_synced(
     """:func:`recent`, and with ``log`` (provider, data type) the sync log's last success
     of that type read by the same statement (None when no row came back: it rides on
     the rows, see :func:`sync_state.last_success_column`)."""
-    typed = ", ".join(c.name for c in table.columns)
-    version = _VERSION.format(key=table.key.name)
-    synced = "" if log is None else ", " + sync_state.last_success_column(1, 5, 6)
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     records = await db.fetch(
-        f"""
-        SELECT {table.key.name} AS key, {typed}, raw::text AS raw_text, content_hash,
-               fetched_at, updated_at, {version} AS version{synced}
-        {_window(table, limit)}
-        """,
+        _recent_sql(table, synced=log is not None),
         user_id,
         since,
         until,
@@ -279,12 +275,10 @@ async def versions(
     """The versions of the rows :func:`recent_synced` would return, in its order, and the
     sync log's last success of ``log`` (None when no row came back): reading neither the
     rows nor their payloads."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
     records = await db.fetch(
-        f"""
-        SELECT {_VERSION.format(key=table.key.name)} AS version,
-               {sync_state.last_success_column(1, 5, 6)}
-        {_window(table, limit)}
-        """,
+        _versions_sql(table),
         user_id,
         since,
         until,
@@ -295,11 +289,34 @@ async def versions(
     return tuple(r["version"] for r in records), last
 
 
-def _window(table: Table, limit: int) -> str:
+# The statements are built once per table: at a thousand reads a second building them
+# again each time showed in the profile.
+
+
+@functools.cache
+def _recent_sql(table: Table, *, synced: bool) -> str:
+    typed = ", ".join(c.name for c in table.columns)
+    version = _VERSION.format(key=table.key.name)
+    last = f", {sync_state.last_success_column(1, 5, 6)}" if synced else ""
+    return f"""
+        SELECT {table.key.name} AS key, {typed}, raw::text AS raw_text, content_hash,
+               fetched_at, updated_at, {version} AS version{last}
+        {_window(table)}
+        """
+
+
+@functools.cache
+def _versions_sql(table: Table) -> str:
+    return f"""
+        SELECT {_VERSION.format(key=table.key.name)} AS version,
+               {sync_state.last_success_column(1, 5, 6)}
+        {_window(table)}
+        """
+
+
+def _window(table: Table) -> str:
     """FROM ... LIMIT of the newest-first reads: ``$1`` the user, ``$2`` / ``$3`` the
     bounds on ``order_by`` (inclusive / exclusive), ``$4`` the limit."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
     order = table.order_by
     order_type = next((c.pg_type for c in table.columns if c.name == order), table.key.pg_type)
     return f"""
