@@ -37,7 +37,7 @@ from syncplane_common.errors import (
     RevokedError,
     SyncplaneError,
 )
-from syncplane_common.telemetry import exporting, nats_hop
+from syncplane_common.telemetry import exporting, inject, nats_hop
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ async def _ask(broker: NatsBroker, subject: str, message: Contract, wait: float)
     headers: dict[str, str] = {}
     try:
         with nats_hop(f"{subject} request", SpanKind.CLIENT, subject):
-            propagate.inject(headers)
+            inject(headers)
             msg = await broker.connection.request(
                 subject, message.to_bytes(), timeout=wait, headers=headers or None
             )
