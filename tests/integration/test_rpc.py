@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -197,3 +198,40 @@ async def test_a_handler_may_answer_with_bytes_it_encoded_itself(
     finally:
         await rpc.stop_responders(broker)
         await broker.stop()
+
+
+async def test_an_owner_that_never_answers_is_retryable_after_the_wait(
+    nats_server: EmbeddedNats,
+) -> None:
+    caller = NatsBroker(nats_server.url, logger=None)
+    await caller.start()
+    await caller.connection.subscribe("test.silent", cb=_ignore)
+    try:
+        with pytest.raises(RetryableError, match=r"did not answer within 0\.2s"):
+            await rpc.request(
+                caller,
+                "test.silent",
+                TokenGet(user_id="u", provider="strava"),
+                TokenGetReply,
+                wait=0.2,
+            )
+    finally:
+        await caller.stop()
+
+
+async def _ignore(msg: Msg) -> None:
+    return None
+
+
+async def test_concurrent_requests_each_get_their_own_reply(
+    brokers: tuple[NatsBroker, list[str]],
+) -> None:
+    caller, _ = brokers
+    users = [f"c{i}" for i in range(200)]
+    replies = await asyncio.gather(
+        *(
+            rpc.request(caller, SUBJECT, TokenGet(user_id=u, provider="strava"), TokenGetReply)
+            for u in users
+        )
+    )
+    assert [r.access_token for r in replies] == [f"token-{u}" for u in users]

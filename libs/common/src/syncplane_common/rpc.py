@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -19,12 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from faststream.nats import NatsBroker
-from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.api import Header
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
@@ -134,8 +131,8 @@ async def _ask(broker: NatsBroker, subject: str, message: Contract, wait: float)
     try:
         with nats_hop(f"{subject} request", SpanKind.CLIENT, subject):
             inject(headers)
-            msg = await _replies(broker.connection).ask(
-                subject, message.to_bytes(), headers or None, wait
+            msg = await broker.connection.request(
+                subject, message.to_bytes(), timeout=wait, headers=headers or None
             )
     except NoRespondersError as err:
         raise RetryableError(f"nobody serves {subject} right now", retry_after=1.0) from err
@@ -143,62 +140,6 @@ async def _ask(broker: NatsBroker, subject: str, message: Contract, wait: float)
         raise RetryableError(f"{subject} did not answer within {wait}s", retry_after=1.0) from err
     data: bytes = msg.data
     return data
-
-
-class _Replies:
-    """Every reply to one connection's requests, through one wildcard subscription on
-    its inbox, as nats-py's ``request`` does it, but waited for under
-    ``asyncio.timeout`` rather than ``asyncio.wait_for`` (a waiter future, a callback and
-    a timer per request: a sixth of the gateway's CPU per smart read)."""
-
-    def __init__(self, nc: NatsClient) -> None:
-        self.nc = nc
-        self.prefix = ""
-        self.waiting: dict[str, asyncio.Future[Msg]] = {}
-        self.tokens = itertools.count()
-        self._subscribing = asyncio.Lock()
-
-    async def ask(
-        self, subject: str, payload: bytes, headers: dict[str, str] | None, wait: float
-    ) -> Msg:
-        if not self.prefix:
-            async with self._subscribing:
-                if not self.prefix:
-                    await self._subscribe()
-        token = str(next(self.tokens))
-        answer: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self.waiting[token] = answer
-        try:
-            await self.nc.publish(subject, payload, reply=self.prefix + token, headers=headers)
-            async with asyncio.timeout(wait):
-                msg = await answer
-        finally:
-            self.waiting.pop(token, None)
-        # The server's own answer when nobody subscribes: an empty message, status 503.
-        if msg.headers and msg.headers.get(Header.STATUS) == _NO_RESPONDERS:
-            raise NoRespondersError
-        return msg
-
-    async def _subscribe(self) -> None:
-        prefix = self.nc.new_inbox() + "."
-        await self.nc.subscribe(prefix + "*", cb=self._deliver)
-        self.prefix = prefix
-
-    async def _deliver(self, msg: Msg) -> None:
-        answer = self.waiting.get(msg.subject[len(self.prefix) :])
-        if answer is not None and not answer.done():
-            answer.set_result(msg)
-
-
-_NO_RESPONDERS = "503"
-_REPLIES: weakref.WeakKeyDictionary[NatsClient, _Replies] = weakref.WeakKeyDictionary()
-
-
-def _replies(nc: NatsClient) -> _Replies:
-    found = _REPLIES.get(nc)
-    if found is None:
-        found = _REPLIES[nc] = _Replies(nc)
-    return found
 
 
 def _parse(subject: str, reply_type: type[Rep], data: bytes) -> Rep:
