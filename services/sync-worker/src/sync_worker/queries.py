@@ -10,6 +10,9 @@ as ``stale_cache`` with the warning and the error, with nothing stored a
 a process they await one task (:class:`Flights`), across replicas a Postgres advisory lock
 per (user, provider, type) serialises the syncs and the one that waited re-reads the sync
 log first, finds the data fresh and serves it; a burst of app opens costs one fetch.
+A fresh read is one statement (the rows' versions and the last success); the rows each
+process answered lately are kept as JSON with their versions (:class:`Answered`) and sent
+again while the versions match, so the cached read neither re-reads nor re-encodes them.
 """
 
 from __future__ import annotations
