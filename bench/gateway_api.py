@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import time
 from collections.abc import AsyncIterator
@@ -79,6 +80,7 @@ async def _gateway(nats_url: str) -> AsyncIterator[tuple[str, web.Application]]:
     runtime = build(settings)
     runtime.http[EVENTS_OPTIONS] = EventsOptions(heartbeat_seconds=15.0)
     await runtime.broker.start()
+    gc.freeze()  # as ServiceRuntime.serve does once a service has started
     try:
         async with _site(runtime.http) as url:
             yield url, runtime.http

@@ -20,6 +20,7 @@ core with the gateway.
 from __future__ import annotations
 
 import asyncio
+import collections
 import multiprocessing
 import random
 import time
@@ -70,50 +71,113 @@ SAVED_TARGET = 0.20  # at most this share of the fetch-every-read calls: >= 80 %
 # -- open-loop load ------------------------------------------------------------------------
 
 
+class _Client(asyncio.Protocol):
+    """One keep-alive connection of the load generator: a request written, its response
+    framed by Content-Length in ``data_received``. Callbacks instead of a task and a
+    StreamReader per request, so the generator costs the two shared cores as little as
+    it can (it runs beside the servers it measures)."""
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.due = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def send(self, raw: bytes, due: float) -> None:
+        assert self.transport is not None
+        self.due = due
+        self.transport.write(raw)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        length = 0
+        for line in bytes(self.buffer[:end]).split(b"\r\n"):
+            if line[:15].lower() == b"content-length:":
+                length = int(line[15:])
+        if len(self.buffer) < end + 4 + length:
+            return
+        status = int(self.buffer[9:12])
+        del self.buffer[: end + 4 + length]
+        self.load.answered(self, status, self.due)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.load.lost(exc)
+
+
+class _Load:
+    """Open loop: request i is due at ``started + i / rate`` whether or not earlier ones
+    were answered; one waits for a free connection when all are busy, and its latency
+    still counts from when it was due, so a stall shows in the tail."""
+
+    def __init__(self, requests: Sequence[bytes], total: int) -> None:
+        self.requests, self.total = requests, total
+        self.free: list[_Client] = []
+        self.backlog: collections.deque[tuple[bytes, float]] = collections.deque()
+        self.latencies: list[float] = []
+        self.failures = 0
+        self.done = asyncio.get_running_loop().create_future()
+        self.error: BaseException | None = None
+
+    def submit(self, raw: bytes, due: float) -> None:
+        if self.free:
+            self.free.pop().send(raw, due)
+        else:
+            self.backlog.append((raw, due))
+
+    def answered(self, client: _Client, status: int, due: float) -> None:
+        self.latencies.append(time.monotonic() - due)
+        if status != 200:
+            self.failures += 1
+        if self.backlog:
+            client.send(*self.backlog.popleft())
+        else:
+            self.free.append(client)
+        if len(self.latencies) == self.total and not self.done.done():
+            self.done.set_result(None)
+
+    def lost(self, exc: Exception | None) -> None:
+        if len(self.latencies) < self.total and not self.done.done():
+            self.done.set_exception(ConnectionError(f"load connection lost: {exc}"))
+
+
 async def _paced(
     host: str, port: int, requests: Sequence[bytes], rate: float, seconds: float
 ) -> list[float]:
     """Send ``requests`` round-robin at ``rate``/s for ``seconds`` over keep-alive
     connections; each latency counts from the moment the request was due."""
-    free: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
-    for _ in range(CONNECTIONS):
-        free.put_nowait(await asyncio.open_connection(host, port))
-    latencies: list[float] = []
-    failures = 0
-
-    async def one(raw: bytes, due: float) -> None:
-        nonlocal failures
-        reader, writer = await free.get()
-        try:
-            writer.write(raw)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            if int(head[9:12]) != 200:
-                failures += 1
-            latencies.append(time.monotonic() - due)
-        finally:
-            free.put_nowait((reader, writer))
-
-    tasks = []
-    started = time.monotonic()
+    loop = asyncio.get_running_loop()
     total = int(rate * seconds)
-    for i in range(total):
-        due = started + i / rate
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(requests[i % len(requests)], due)))
-    await asyncio.gather(*tasks)
-    while not free.empty():
-        free.get_nowait()[1].close()
-    if failures:
-        raise RuntimeError(f"{failures} of {total} requests failed")
-    return latencies
+    load = _Load(requests, total)
+    clients = []
+    for _ in range(CONNECTIONS):
+        _, client = await loop.create_connection(lambda: _Client(load), host, port)
+        clients.append(client)
+    load.free = list(clients)
+    started = time.monotonic()
+    sent = 0
+    while sent < total:
+        now = time.monotonic()
+        # Everything due by now goes out at once: one wake-up for several requests when
+        # the generator itself was held up, never a burst ahead of its time.
+        while sent < total and started + sent / rate <= now:
+            load.submit(requests[sent % len(requests)], started + sent / rate)
+            sent += 1
+        if sent < total:
+            await asyncio.sleep(started + sent / rate - time.monotonic())
+    await load.done
+    for client in clients:
+        if client.transport is not None:
+            client.transport.close()
+    if load.failures:
+        raise RuntimeError(f"{load.failures} of {total} requests failed")
+    return load.latencies
 
 
 def _phases(

@@ -16,7 +16,19 @@ from nats.js import JetStreamContext
 from pydantic import ConfigDict
 from syncplane_common import bus, rpc, subjects
 from syncplane_common.clock import ManualClock
-from syncplane_common.contracts import Contract, SyncProgress, SyncRequested
+from syncplane_common.contracts import (
+    Contract,
+    DataQuery,
+    DataReply,
+    SyncProgress,
+    SyncRequested,
+)
+from syncplane_common.errors import (
+    NotConnectedError,
+    ProviderUnavailableError,
+    ReauthRequiredError,
+    RetryableError,
+)
 from syncplane_common.provision import provision_js
 from syncplane_devstack.embedded import EmbeddedNats
 from webhook_gateway._api_events import HUB
@@ -252,6 +264,54 @@ async def test_replies_pass_through_and_requests_carry_the_path(
         assert status == 200
         assert asked["calendar.events.update"].model_dump()["changes"] == {"title": "new"}
     finally:
+        await owner.stop()
+
+
+async def test_smart_reads_pass_the_owners_bytes_and_map_its_errors(
+    api: Api, nats_server: EmbeddedNats
+) -> None:
+    """data.query replies go out as the owner wrote them (less the envelope); its errors
+    still become the statuses of the error tree."""
+    owner = NatsBroker(nats_server.url, logger=None)
+    failures: dict[str, Exception] = {
+        "whoop/cycle": ProviderUnavailableError("WHOOP API failed", retry_after=7.0),
+        "whoop/sleep": NotConnectedError("no whoop connection"),
+        "whoop/workout": ReauthRequiredError("reconnect WHOOP"),
+        "strava/activities": RetryableError("busy", retry_after=2.0),
+    }
+    data = ({"id": "r-1", "record": {"score": 98.5, "note": "été"}},)
+
+    @rpc.responder(owner, subjects.DATA_QUERY, DataQuery, DataReply, queue="owner")
+    async def read(ask: DataQuery) -> DataReply:
+        failure = failures.get(f"{ask.provider}/{ask.data_type}")
+        if failure is not None:
+            raise failure
+        return DataReply(status="success", data=data, metadata={"source": "cache"})
+
+    await owner.start()
+    await rpc.start_responders(owner)
+    auth = api.gateway.auth("u-1")
+    try:
+        resp = await api.gateway.client.get(U1 + "/data/whoop/recovery", headers=auth)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+        reply = DataReply(status="success", data=data, metadata={"source": "cache"})
+        assert (
+            await resp.read() == reply.model_dump_json(exclude={"schema_version", "error"}).encode()
+        )
+        expected = {
+            "whoop/cycle": (502, "provider_unavailable", "7"),
+            "whoop/sleep": (404, "not_connected", None),
+            "whoop/workout": (409, "reauth_required", None),
+            "strava/activities": (503, "unavailable", "2"),
+        }
+        for path, (status, code, retry_after) in expected.items():
+            resp = await api.gateway.client.get(f"{U1}/data/{path}", headers=auth)
+            body = await resp.json()
+            assert (resp.status, body["error"]["code"]) == (status, code), path
+            assert resp.headers.get("Retry-After") == retry_after, path
+    finally:
+        await rpc.stop_responders(owner)
         await owner.stop()
 
 

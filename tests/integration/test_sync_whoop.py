@@ -402,6 +402,46 @@ async def test_smart_reads_answer_in_the_smart_sync_shape(env: tuple[Stack, Even
         )
 
 
+async def test_a_kept_answer_is_never_sent_for_rows_that_changed(
+    env: tuple[Stack, Events],
+) -> None:
+    """The worker keeps the rows of fresh reads as it answered them; whatever writes a
+    row (another replica, a webhook, a cleanup) the next read answers the row as it is."""
+    s, seen = env
+    user = "w-kept"
+    await connect(s, user, 6)
+    await eventually(lambda: completed(seen, user))
+
+    async def read() -> DataReply:
+        ask = DataQuery(user_id=user, provider="whoop", data_type="recovery", limit=3)
+        return await rpc.request(s.broker, subjects.DATA_QUERY, ask, DataReply, wait=20)
+
+    first = await read()
+    assert first.metadata["source"] == "cache"
+    assert (await read()).data == first.data  # the kept answer, same rows
+    newest, second = (row["id"] for row in first.data[:2])
+    await s.admin.execute(
+        "UPDATE sync.whoop_recoveries SET raw = jsonb_set(raw, '{score_state}', "
+        "'\"PENDING_SCORE\"') WHERE user_id = $1 AND sleep_id = $2::uuid",
+        user,
+        newest,
+    )
+    changed = await read()
+    assert changed.metadata["source"] == "cache"
+    record = changed.data[0]["record"]
+    assert isinstance(record, dict)
+    assert record["score_state"] == "PENDING_SCORE"
+    assert changed.data[1:] == first.data[1:]
+    await s.admin.execute(
+        "DELETE FROM sync.whoop_recoveries WHERE user_id = $1 AND sleep_id = $2::uuid",
+        user,
+        second,
+    )
+    gone = await read()
+    assert second not in [row["id"] for row in gone.data]
+    assert gone.metadata["record_count"] == len(gone.data) == 3
+
+
 async def test_a_failing_provider_with_nothing_stored_is_a_provider_error(
     env: tuple[Stack, Events],
 ) -> None:

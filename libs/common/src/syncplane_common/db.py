@@ -1,15 +1,41 @@
 """The asyncpg pool every service uses: pinned to the service's schema, jsonb as Python values.
 
-Built once, in each service's composition root; ``check`` backs ``/readyz``.
+Built once, in each service's composition root; ``check`` backs ``/readyz``; ``reading``
+lends a connection for plain reads without the reset round trip on its return.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    _BaseConnection = asyncpg.Connection[asyncpg.Record]
+else:  # asyncpg's classes are generic only to the type checker
+    _BaseConnection = asyncpg.Connection
+
+
+class Connection(_BaseConnection):
+    """A pooled connection whose session reset can be skipped once, after a use that
+    could not have changed the session (see :func:`reading`)."""
+
+    _keep_session = False
+
+    def keep_session(self) -> None:
+        self._keep_session = True
+
+    def get_reset_query(self) -> str:
+        if self._keep_session:
+            self._keep_session = False
+            return ""
+        query: str = super().get_reset_query()
+        return query
 
 
 async def create_pool(
@@ -38,9 +64,27 @@ async def create_pool(
         max_size=max_size,
         server_settings=settings,
         init=_init_connection,
+        connection_class=Connection,
         **kw,
     )
     return pool
+
+
+@asynccontextmanager
+async def reading(
+    pool: asyncpg.Pool[asyncpg.Record],
+) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+    """A pooled connection for statements that only read (plain SELECTs: no SET, no
+    locks, no LISTEN, no cursor left open). On release the pool normally resets the
+    session (``RESET ALL``, ``pg_advisory_unlock_all()``, ...), a round trip that costs a
+    cached read as much as the read itself; after such a use there is nothing to reset.
+    An open transaction is still rolled back. If the block raises, the reset runs."""
+    async with pool.acquire() as conn:
+        yield conn
+        # Through the pool's proxy; a pool not made by create_pool resets as usual.
+        keep = getattr(conn, "keep_session", None)
+        if keep is not None:
+            keep()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

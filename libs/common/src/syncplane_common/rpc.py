@@ -37,7 +37,7 @@ from syncplane_common.errors import (
     RevokedError,
     SyncplaneError,
 )
-from syncplane_common.telemetry import nats_hop
+from syncplane_common.telemetry import exporting, inject, nats_hop
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,43 @@ async def request(
     wait: float = DEFAULT_TIMEOUT,
 ) -> Rep:
     """Ask the owner of ``subject``; returns its reply or raises the error tree."""
+    return _parse(subject, reply_type, await _ask(broker, subject, message, wait))
+
+
+# How pydantic writes every successful reply: ``Contract.schema_version`` and then
+# ``Reply.error`` are the first fields declared, so they open the JSON, in this order.
+_SUCCESS_PREFIX = b'{"schema_version":1,"error":null'
+
+
+async def request_json(
+    broker: NatsBroker,
+    subject: str,
+    message: Contract,
+    reply_type: type[Rep],
+    *,
+    wait: float = DEFAULT_TIMEOUT,
+) -> bytes:
+    """Ask like :func:`request`, for a caller that only forwards the answer: the reply's
+    own fields (without ``schema_version`` and ``error``) as a JSON object, or the error
+    tree. A success as pydantic wrote it is passed on without being parsed; anything
+    else (an error, another writer's spelling) is read through ``reply_type`` as
+    :func:`request` reads it."""
+    data = await _ask(broker, subject, message, wait)
+    if data.startswith(_SUCCESS_PREFIX):
+        rest = data[len(_SUCCESS_PREFIX) :]
+        if rest[:1] == b",":
+            return b"{" + rest[1:]
+        if rest == b"}":
+            return b"{}"
+    reply = _parse(subject, reply_type, data)
+    return reply.model_dump_json(exclude={"error", "schema_version"}).encode()
+
+
+async def _ask(broker: NatsBroker, subject: str, message: Contract, wait: float) -> bytes:
     headers: dict[str, str] = {}
     try:
         with nats_hop(f"{subject} request", SpanKind.CLIENT, subject):
-            propagate.inject(headers)
+            inject(headers)
             msg = await broker.connection.request(
                 subject, message.to_bytes(), timeout=wait, headers=headers or None
             )
@@ -105,13 +138,29 @@ async def request(
         raise RetryableError(f"nobody serves {subject} right now", retry_after=1.0) from err
     except (NatsTimeoutError, TimeoutError) as err:
         raise RetryableError(f"{subject} did not answer within {wait}s", retry_after=1.0) from err
+    data: bytes = msg.data
+    return data
+
+
+def _parse(subject: str, reply_type: type[Rep], data: bytes) -> Rep:
     try:
-        reply = reply_type.model_validate_json(msg.data)
+        reply = reply_type.model_validate_json(data)
     except ValidationError as err:
         raise RetryableError(f"unreadable reply on {subject}: {_first_line(str(err))}") from err
     if reply.error is not None:
         raise_error(reply.error)
     return reply
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A reply its handler wrote out itself, byte for byte what the reply contract's
+    ``to_bytes`` would write (a hot path that keeps parts of its answers encoded)."""
+
+    body: bytes
+
+    def to_bytes(self) -> bytes:
+        return self.body
 
 
 @dataclass
@@ -136,7 +185,7 @@ def responder(
     *,
     queue: str,
     max_workers: int = 1,
-) -> Callable[[Callable[[Req], Awaitable[Rep]]], Any]:
+) -> Callable[[Callable[[Req], Awaitable[Rep | Encoded]]], Any]:
     """Decorator: serve ``subject`` in queue group ``queue`` with a typed handler.
 
     Served on a plain nats-py subscription, not a FastStream subscriber: request/reply is
@@ -147,7 +196,9 @@ def responder(
     fast ones behind it.
     """
 
-    def register(handler: Callable[[Req], Awaitable[Rep]]) -> Callable[[Req], Awaitable[Rep]]:
+    def register(
+        handler: Callable[[Req], Awaitable[Rep | Encoded]],
+    ) -> Callable[[Req], Awaitable[Rep | Encoded]]:
         async def serve(body: bytes) -> bytes:
             try:
                 ask = request_type.model_validate_json(body)
@@ -195,11 +246,16 @@ def _dispatcher(spec: _Responder) -> Callable[[Msg], Awaitable[None]]:
 
     async def answer(msg: Msg) -> None:
         try:
-            context = propagate.extract(msg.headers or {})
-            with tracer.start_as_current_span(
-                f"{spec.subject} process", context=context, kind=SpanKind.SERVER
-            ):
+            if msg.headers is None and not exporting():
+                # No trace to continue and none recorded here: the span would be dropped
+                # and its context, unsampled, would make no one downstream record either.
                 reply = await spec.serve(msg.data)
+            else:
+                context = propagate.extract(msg.headers or {})
+                with tracer.start_as_current_span(
+                    f"{spec.subject} process", context=context, kind=SpanKind.SERVER
+                ):
+                    reply = await spec.serve(msg.data)
             if msg.reply:
                 await msg.respond(reply)
         except Exception:

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager
 from typing import Literal
 
 from faststream.nats.opentelemetry import NatsTelemetryMiddleware
-from opentelemetry import trace
+from opentelemetry import baggage, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
@@ -37,7 +37,14 @@ from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
-__all__ = ["nats_hop", "nats_telemetry_middleware", "setup_telemetry", "shutdown_telemetry"]
+__all__ = [
+    "exporting",
+    "inject",
+    "nats_hop",
+    "nats_telemetry_middleware",
+    "setup_telemetry",
+    "shutdown_telemetry",
+]
 
 ExporterKind = Literal["none", "console", "otlp"]
 
@@ -109,6 +116,19 @@ _SAMPLER = _RecordWhenExported()
 
 
 _TRACER = trace.get_tracer(__name__)
+
+
+def exporting() -> bool:
+    """Whether this process records spans (an exporter is configured)."""
+    return _SAMPLER.exporting
+
+
+def inject(headers: dict[str, str]) -> None:
+    """``propagate.inject`` into message headers, skipped when the context holds nothing
+    to carry (no span, no baggage): what a hot request path sends without an exporter."""
+    span = trace.get_current_span().get_span_context()
+    if _SAMPLER.exporting or span.is_valid or baggage.get_all():
+        propagate.inject(headers)
 
 
 def nats_hop(name: str, kind: SpanKind, subject: str) -> AbstractContextManager[object]:

@@ -7,23 +7,23 @@ keeps only how it fetches, which rows it writes and how a stored row reads back.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from syncplane_common.contracts import SyncRequested
 
 from sync_worker import store_records
-from sync_worker.engine import Stored
+from sync_worker.engine import Rows, Stored
 
 if TYPE_CHECKING:
     from sync_worker.engine import Conn
-    from sync_worker.store_records import Table
+    from sync_worker.store_records import StoredRow, Table
 
-__all__ = ["Rows", "Span", "TableSource", "from_horizon", "walk_start"]
+__all__ = ["Bounds", "TableSource", "from_horizon", "walk_start"]
 
-# What a smart read asks for (``since`` inclusive, ``until`` exclusive) and answers.
-Span: TypeAlias = tuple[datetime | None, datetime | None]
-Rows: TypeAlias = list[dict[str, Any]]
+# What a smart read bounds the rows by (``since`` inclusive, ``until`` exclusive), in the
+# table's own sort column: instants, or local dates for Fit's days.
+Bounds: TypeAlias = tuple[datetime | date | None, datetime | date | None]
 
 
 def from_horizon(command: SyncRequested, newest_stored: object) -> bool:
@@ -51,9 +51,12 @@ def walk_start(
 
 class TableSource:
     """The :class:`~sync_worker.engine.Source` methods of a type stored in ``table`` as
-    the provider sent it: no enrichment, reads newest first, a purge deletes the user's
-    rows. Subclasses write rows in :meth:`_upsert` and shape them in :meth:`_read`."""
+        the provider sent it: no enrichment, reads newest first, a purge deletes the user's
+        rows. Subclasses write rows in :meth:`_upsert` and shape them in :meth:`_answer`; a
+    smart read gets the rows' versions and the type's last success in the same statement."""
 
+    provider: str
+    data_type: str
     table: Table
 
     async def enrich(
@@ -81,8 +84,33 @@ class TableSource:
         start: datetime | None,
         end: datetime | None,
         limit: int,
+    ) -> list[dict[str, Any]]:
+        return (await self._rows(conn, user_id, None, start, end, limit)).rows
+
+    async def read_versioned(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
     ) -> Rows:
-        return await self._read(conn, user_id, (start, end), limit)
+        return await self._rows(conn, user_id, self._log, start, end, limit)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        since, until = self._bounds(start, end)
+        return await store_records.versions(
+            conn, self.table, user_id, self._log, since=since, until=until, limit=limit
+        )
 
     async def newest_stored(self, conn: Conn, user_id: str) -> datetime | None:
         value: datetime | None = await store_records.newest(conn, self.table, user_id)
@@ -91,8 +119,32 @@ class TableSource:
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await store_records.delete_user(conn, self.table, user_id)
 
+    @property
+    def _log(self) -> tuple[str, str]:
+        """This type's sync-log key, read with the rows."""
+        return (self.provider, self.data_type)
+
+    async def _rows(
+        self,
+        conn: Conn,
+        user_id: str,
+        log: tuple[str, str] | None,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> Rows:
+        since, until = self._bounds(start, end)
+        rows, last = await store_records.recent_synced(
+            conn, self.table, user_id, log, since=since, until=until, limit=limit
+        )
+        return Rows([self._answer(r) for r in rows], tuple(r.version for r in rows), last)
+
+    def _bounds(self, start: datetime | None, end: datetime | None) -> Bounds:
+        return start, end
+
     async def _upsert(self, conn: Conn, user_id: str, items: list[Any], now: datetime) -> Stored:
         raise NotImplementedError
 
-    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
+    def _answer(self, row: StoredRow) -> dict[str, Any]:
+        """A stored row as a smart read answers it."""
         raise NotImplementedError

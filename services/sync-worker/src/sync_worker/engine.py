@@ -96,6 +96,18 @@ class Stored:
         return len(self.added) + len(self.updated)
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """Stored rows as a smart read answers them (:meth:`Source.read_versioned`)."""
+
+    rows: list[dict[str, Any]]
+    # Per row, in order: its key and version, new with every write of the row.
+    versions: tuple[str, ...]
+    # The sync log's last success of the data type, read with the rows; it rides on
+    # them, so with no rows it is None whatever the log holds.
+    last_success: datetime | None
+
+
 class Source(Protocol):
     """What one provider's data type needs from the engine."""
 
@@ -145,6 +157,33 @@ class Source(Protocol):
         limit: int,
     ) -> list[dict[str, Any]]:
         """Stored rows, newest first: what a smart read answers."""
+        ...
+
+    async def read_versioned(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> Rows:
+        """:meth:`read`, with the rows' versions and the sync log's last success of this
+        data type read by the same statement."""
+        ...
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        """What :meth:`read_versioned` would say but the rows: their versions, in order,
+        and the last success. A cached smart read asks this, not for the rows, when it
+        has answered these very rows before."""
         ...
 
     async def purge(self, conn: Conn, user_id: str) -> int:

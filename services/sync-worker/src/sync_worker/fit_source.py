@@ -26,7 +26,7 @@ from syncplane_common.errors import CursorInvalidError, PermanentError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_google_fit
-from sync_worker._source_base import Rows, Span, TableSource, from_horizon
+from sync_worker._source_base import Bounds, TableSource, from_horizon
 from sync_worker.engine import FetchedPage, Stored
 from sync_worker.fit_store import TimeZones
 from sync_worker.providers._records import Cursor, CursorPage
@@ -40,6 +40,7 @@ from sync_worker.providers.google_fit import (
 
 if TYPE_CHECKING:
     from sync_worker.engine import Conn
+    from sync_worker.store_records import StoredRow
 
 __all__ = ["GoogleFitDaily", "GoogleFitSessions", "local_days"]
 
@@ -63,8 +64,8 @@ async def _first(pages: AsyncIterator[CursorPage[Any, None]]) -> CursorPage[Any,
 class GoogleFitDaily(TableSource):
     provider: ProviderName = "google_fit"
     data_type = "daily"
-    webhook_kinds: frozenset[str] = frozenset()  # Fit has no push (§6.1): it is polled
     table = store_google_fit.DAILY
+    webhook_kinds: frozenset[str] = frozenset()  # Fit has no push (§6.1): it is polled
 
     def __init__(
         self, client: GoogleFitClient, zones: TimeZones, *, days_back: int, backfill_days: int
@@ -132,19 +133,19 @@ class GoogleFitDaily(TableSource):
         )
         return Stored(deleted=tuple(d.isoformat() for d in gone))
 
-    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
-        since, until = (None if at is None else at.date() for at in span)
-        rows = await store_google_fit.recent_days(
-            conn, user_id, since=since, until=until, limit=limit
-        )
-        return [_row(r.columns, date=r.key.isoformat(), updated_at=r.updated_at) for r in rows]
+    def _answer(self, row: StoredRow) -> dict[str, Any]:
+        return _row(row.columns, date=row.key.isoformat(), updated_at=row.updated_at)
+
+    def _bounds(self, start: datetime | None, end: datetime | None) -> Bounds:
+        # Days are keyed by their local date: a bound instant stands for its day.
+        return None if start is None else start.date(), None if end is None else end.date()
 
 
 class GoogleFitSessions(TableSource):
     provider: ProviderName = "google_fit"
     data_type = "sessions"
-    webhook_kinds: frozenset[str] = frozenset()
     table = store_google_fit.SESSIONS
+    webhook_kinds: frozenset[str] = frozenset()
 
     def __init__(self, client: GoogleFitClient, *, days_back: int, backfill_days: int) -> None:
         self.client = client
@@ -194,12 +195,8 @@ class GoogleFitSessions(TableSource):
         gone = await store_google_fit.delete_sessions(conn, user_id, list(object_ids))
         return Stored(deleted=tuple(gone))
 
-    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
-        since, until = span
-        rows = await store_google_fit.recent_sessions(
-            conn, user_id, since=since, until=until, limit=limit
-        )
-        return [_row(r.columns, session_id=r.key, updated_at=r.updated_at) for r in rows]
+    def _answer(self, row: StoredRow) -> dict[str, Any]:
+        return _row(row.columns, session_id=row.key, updated_at=row.updated_at)
 
 
 def _row(columns: dict[str, Any], **extra: Any) -> dict[str, Any]:

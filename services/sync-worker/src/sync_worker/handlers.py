@@ -53,6 +53,7 @@ class Worker:
     # Freshness per (provider, data type) for smart reads and status (settings).
     thresholds: dict[tuple[str, str], float] = field(default_factory=dict)
     flights: queries.Flights = field(default_factory=queries.Flights)
+    answered: queries.Answered = field(default_factory=queries.Answered)
 
     @property
     def freshness(self) -> queries.Freshness:
@@ -148,9 +149,9 @@ def register(
         w = worker()
         return await queries.status(w.engine, w.freshness, ask)
 
-    async def data(ask: DataQuery) -> DataReply:
+    async def data(ask: DataQuery) -> rpc.Encoded:
         w = worker()
-        return await queries.data(w.engine, ask, w.freshness, w.flights)
+        return await queries.data_json(w.engine, ask, w.freshness, w.flights, w.answered)
 
     serve = functools.partial(rpc.responder, broker, queue=QUEUE, max_workers=rpc_workers)
     serve(subjects.SYNC_SESSION_GET, SyncSessionGet, SyncSessionReply)(session)

@@ -25,7 +25,7 @@ from syncplane_common.tokens import TokenLease
 from sync_worker import strava_store
 from sync_worker._source_base import walk_start
 from sync_worker.budget import RateBudget, strava_observed
-from sync_worker.engine import FetchedPage, Stored
+from sync_worker.engine import FetchedPage, Rows, Stored
 from sync_worker.enrichment.activities import ActivityEnricher
 from sync_worker.providers.strava import Activity, StravaClient, StravaUsage
 from sync_worker.strava_store import StoredActivity
@@ -150,7 +150,37 @@ class StravaActivities:
         end: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        return await strava_store.read(conn, user_id, start=start, end=end, limit=limit)
+        rows, _, _ = await strava_store.read_synced(
+            conn, user_id, None, start=start, end=end, limit=limit
+        )
+        return rows
+
+    async def read_versioned(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> Rows:
+        log = (self.provider, self.data_type)
+        rows, versions, last = await strava_store.read_synced(
+            conn, user_id, log, start=start, end=end, limit=limit
+        )
+        return Rows(rows, versions, last)
+
+    async def versions(
+        self,
+        conn: Conn,
+        user_id: str,
+        *,
+        start: datetime | None,
+        end: datetime | None,
+        limit: int,
+    ) -> tuple[tuple[str, ...], datetime | None]:
+        log = (self.provider, self.data_type)
+        return await strava_store.versions(conn, user_id, log, start=start, end=end, limit=limit)
 
     async def purge(self, conn: Conn, user_id: str) -> int:
         return await strava_store.delete_user(conn, user_id)

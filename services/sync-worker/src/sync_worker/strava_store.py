@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 
+from sync_worker import sync_state
+
 # The one hash every provider table compares (re-exported for strava_source).
 from sync_worker.providers._records import content_hash as content_hash
 from sync_worker.providers.strava import Activity
@@ -208,35 +210,87 @@ async def read(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Newest first; what a smart read answers (each row carries ``strava_id``)."""
+    rows, _, _ = await read_synced(conn, user_id, None, start=start, end=end, limit=limit)
+    return rows
+
+
+async def read_synced(
+    conn: Db,
+    user_id: str,
+    log: tuple[str, str] | None,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> tuple[list[dict[str, Any]], tuple[str, ...], datetime | None]:
+    """:func:`read` with the rows' versions (:func:`versions`) and, with ``log``
+    (provider, data type), the sync log's last success of that type from the same
+    statement (None when no row came back)."""
+    synced = "" if log is None else ", " + sync_state.last_success_column(1, 5, 6)
     records = await conn.fetch(
-        """
+        f"""
         SELECT strava_id, name, sport_type, distance_m, moving_time_s, elapsed_time_s,
             elevation_gain_m, start_date, start_date_local, timezone, start_lat, start_lng,
             end_lat, end_lng, average_speed, max_speed, average_heartrate, max_heartrate,
             private, trainer, commute, manual, weather::text AS weather, city, state,
-            country, enrichment_status::text AS enrichment_status, updated_at
-        FROM strava_activities
-        WHERE user_id = $1
-          AND ($2::timestamptz IS NULL OR start_date >= $2)
-          AND ($3::timestamptz IS NULL OR start_date < $3)
-        ORDER BY start_date DESC, strava_id DESC
-        LIMIT $4
+            country, enrichment_status::text AS enrichment_status, updated_at,
+            {_VERSION} AS version{synced}
+        {_WINDOW}
         """,
         user_id,
         start,
         end,
         limit,
+        *(log or ()),
     )
     rows = []
     for r in records:
         row = dict(r)
+        row.pop("version")
+        row.pop("last_success_at", None)
         row["weather"] = None if r["weather"] is None else json.loads(r["weather"])
         row["enrichment_status"] = json.loads(r["enrichment_status"])
         for key in ("start_date", "updated_at"):
             row[key] = r[key].isoformat()
         row["start_date_local"] = r["start_date_local"].isoformat()
         rows.append(row)
-    return rows
+    last: datetime | None = records[0]["last_success_at"] if records and log else None
+    return rows, tuple(r["version"] for r in records), last
+
+
+# See store_records: key and the writing transaction, new with every UPDATE (enrichment's
+# included, which leaves updated_at alone).
+_VERSION = "strava_id::text || '@' || xmin::text"
+_WINDOW = """
+        FROM strava_activities
+        WHERE user_id = $1
+          AND ($2::timestamptz IS NULL OR start_date >= $2)
+          AND ($3::timestamptz IS NULL OR start_date < $3)
+        ORDER BY start_date DESC, strava_id DESC
+        LIMIT $4"""
+
+
+async def versions(
+    conn: Db,
+    user_id: str,
+    log: tuple[str, str],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    limit: int = 100,
+) -> tuple[tuple[str, ...], datetime | None]:
+    """The versions of the rows :func:`read` would return, in its order, and the sync
+    log's last success of ``log`` (None when no row came back)."""
+    records = await conn.fetch(
+        f"SELECT {_VERSION} AS version, {sync_state.last_success_column(1, 5, 6)} {_WINDOW}",
+        user_id,
+        start,
+        end,
+        limit,
+        *log,
+    )
+    last: datetime | None = records[0]["last_success_at"] if records else None
+    return tuple(r["version"] for r in records), last
 
 
 @dataclass(frozen=True, slots=True)

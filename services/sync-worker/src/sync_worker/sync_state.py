@@ -273,6 +273,14 @@ async def failed(db: Db, session: Session, data_type: str, now: datetime) -> Non
     )
 
 
+def last_success_column(user_id: int, provider: int, data_type: int) -> str:
+    """:func:`last_success` as a column of another statement (its ``$n`` parameters
+    numbered as given), so a read that needs both its rows and their freshness makes one
+    round trip. It rides on the rows: a statement that finds none tells nothing."""
+    where = f"user_id = ${user_id} AND provider = ${provider} AND data_type = ${data_type}"
+    return f"(SELECT last_success_at FROM sync_log WHERE {where}) AS last_success_at"  # noqa: S608
+
+
 async def last_success(db: Db, user_id: str, provider: str, data_type: str) -> datetime | None:
     value: datetime | None = await db.fetchval(
         "SELECT last_success_at FROM sync_log WHERE user_id = $1 AND provider = $2 "

@@ -27,7 +27,7 @@ from syncplane_common.errors import CursorInvalidError, NotFoundError
 from syncplane_common.tokens import TokenLease
 
 from sync_worker import store_whoop
-from sync_worker._source_base import Rows, Span, TableSource, walk_start
+from sync_worker._source_base import TableSource, walk_start
 from sync_worker.budget import RateBudget, whoop_client_observed
 from sync_worker.engine import FetchedPage, Source, Stored
 from sync_worker.providers._http import utc_millis
@@ -127,13 +127,8 @@ class WhoopCollection(TableSource):
             unchanged=len(items) - len(changes.added) - len(changes.updated),
         )
 
-    async def _read(self, conn: Conn, user_id: str, span: Span, limit: int) -> Rows:
-        since, until = span
-        rows = await store_whoop.recent(
-            conn, user_id, self.kind, since=since, until=until, limit=limit
-        )
-        key = self.table.key.name
-        return [_row(r, key) for r in rows]
+    def _answer(self, row: StoredRow) -> dict[str, Any]:
+        return _row(row, self.table.key.name)
 
     async def fetch_one(self, lease: TokenLease, object_id: str) -> Any | None:
         try:
@@ -152,17 +147,12 @@ def _row(stored: StoredRow, key: str) -> dict[str, Any]:
     """A stored record as a smart read answers it: WHOOP's id (as ``id`` and under its
     column name), the typed columns (instants as RFC 3339) and the record exactly as WHOOP
     sent it."""
-    columns = {
-        name: value.isoformat() if isinstance(value, datetime) else value
-        for name, value in stored.columns.items()
-    }
-    return {
-        "id": stored.key,
-        key: stored.key,
-        **columns,
-        "record": stored.raw,
-        "synced_at": stored.updated_at.isoformat(),
-    }
+    row = {"id": str(stored.key), key: str(stored.key)}
+    for name, value in stored.columns.items():
+        row[name] = value.isoformat() if isinstance(value, datetime) else value
+    row["record"] = stored.raw
+    row["synced_at"] = stored.updated_at.isoformat()
+    return row
 
 
 def whoop_sources(

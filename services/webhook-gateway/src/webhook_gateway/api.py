@@ -55,7 +55,7 @@ from webhook_gateway._api_models import (
     UserProviderPath,
 )
 from webhook_gateway.context import Gateway
-from webhook_gateway.routes import Call, Reply, Route, ask_owner, bus_errors, register
+from webhook_gateway.routes import Call, Reply, Route, ask_owner, bus_errors, pass_owner, register
 
 API = "/api/v1"
 USER = API + "/users/{user_id}"
@@ -207,8 +207,7 @@ async def read_data(call: Call) -> web.StreamResponse:
             CalendarEventsQueryReply,
         )
         return _json(reply)
-    subject, message = subjects.DATA_QUERY, DataQuery(**asked)
-    return _json(await ask_owner(call, subject, message))
+    return await pass_owner(call, subjects.DATA_QUERY, DataQuery(**asked))
 
 
 # -- Google Fit days -----------------------------------------------------------------------

@@ -5,12 +5,13 @@ The gateway holds no state of its own; everything here is a connection or a cach
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from faststream.nats import NatsBroker
 from syncplane_common.runtime import ServiceRuntime
 
+from webhook_gateway.auth import TokenCache
 from webhook_gateway.settings import GatewaySettings
 
 
@@ -18,6 +19,11 @@ from webhook_gateway.settings import GatewaySettings
 class Gateway:
     runtime: ServiceRuntime
     settings: GatewaySettings
+    # App API bearer tokens already verified (the app sends one token per session).
+    tokens: TokenCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tokens = TokenCache(self.settings)
 
     @property
     def broker(self) -> NatsBroker:
