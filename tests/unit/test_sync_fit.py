@@ -8,7 +8,15 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
-from sync_worker.budget import DEFAULT_LIMITS, Window, default_limits, google_fit_windows
+from sync_worker.admin import read_budgets
+from sync_worker.budget import (
+    DEFAULT_LIMITS,
+    MemoryCounterStore,
+    Window,
+    configured_limits,
+    default_limits,
+    google_fit_windows,
+)
 from sync_worker.fit_run import UserOutcome
 from sync_worker.fit_source import local_days
 from sync_worker.fit_store import next_slot
@@ -67,6 +75,28 @@ def test_google_fit_has_one_minute_window_from_the_setting() -> None:
     assert DEFAULT_LIMITS["google_fit"] == (Window("minute", 60, 5000),)
     limits = default_limits(google_fit=google_fit_windows(120))
     assert limits["google_fit"] == (Window("minute", 60, 120),)
+
+
+async def test_the_console_reports_the_limits_the_budget_enforces() -> None:
+    # One reading of the settings for both: the console once showed WHOOP's and Google
+    # Fit's defaults whatever WHOOP_RATE_LIMIT / GOOGLE_FIT_RATE_LIMIT_PER_MINUTE said.
+    settings = SyncWorkerSettings(
+        nats_url="nats://127.0.0.1:1",
+        database_url="postgresql://x@127.0.0.1/x",
+        whoop_rate_limit="50,500",
+        google_fit_rate_limit_per_minute=120,
+    )
+    limits = configured_limits(settings)
+    assert limits["whoop"] == (Window("minute", 60, 50), Window("day", 86_400, 500))
+    assert limits["google_fit"] == (Window("minute", 60, 120),)
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    reply = await read_budgets(MemoryCounterStore(), settings, now)
+    shown = {(w.provider, w.window): w.limit for w in reply.windows}
+    assert shown == {
+        (provider, window.name): window.limit
+        for provider, windows in limits.items()
+        for window in windows
+    }
 
 
 def test_settings_refuse_an_unknown_default_zone() -> None:

@@ -36,9 +36,9 @@ from syncplane_common.contracts import (
 )
 
 from sync_worker._budget_policy import Priority, allowance, slot_of
-from sync_worker.budget import BUCKET, KvCounterStore, default_limits, strava_windows
+from sync_worker.budget import BUCKET, CounterStore, KvCounterStore, configured_limits
 from sync_worker.handlers import QUEUE, Worker
-from sync_worker.settings import SyncWorkerSettings, parse_pair
+from sync_worker.settings import SyncWorkerSettings
 
 # Publishes in flight at once while a background pass queues its syncs.
 PUBLISH_BATCH = 100
@@ -138,14 +138,10 @@ async def run_background(w: Worker, ask: BackgroundSyncRun) -> BackgroundSyncRun
 
 
 async def read_budgets(
-    store: KvCounterStore, settings: SyncWorkerSettings, now: datetime
+    store: CounterStore, settings: SyncWorkerSettings, now: datetime
 ) -> BudgetsReply:
     """Every configured window's current slot; a slot nobody wrote yet is unused."""
-    limits = default_limits(
-        strava=strava_windows(
-            parse_pair(settings.strava_rate_limit), parse_pair(settings.strava_read_rate_limit)
-        )
-    )
+    limits = configured_limits(settings)
     windows = []
     for provider, provider_windows in limits.items():
         for window in provider_windows:

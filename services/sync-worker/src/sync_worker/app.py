@@ -30,10 +30,7 @@ from sync_worker import admin, fit_api, handlers
 from sync_worker.budget import (
     KvRateBudget,
     RateBudget,
-    default_limits,
-    google_fit_windows,
-    strava_windows,
-    whoop_windows,
+    configured_limits,
 )
 from sync_worker.engine import Engine, Sources
 from sync_worker.enrichment import CircuitBreaker, GeocodingClient, TtlCache, WeatherClient
@@ -46,7 +43,7 @@ from sync_worker.providers.google_fit import GoogleFitClient
 from sync_worker.providers.strava import StravaClient
 from sync_worker.providers.whoop import WhoopClient
 from sync_worker.scheduler import Scheduler
-from sync_worker.settings import SyncWorkerSettings, parse_pair
+from sync_worker.settings import SyncWorkerSettings
 from sync_worker.strava_source import StravaActivities
 from sync_worker.whoop_source import whoop_sources
 
@@ -93,15 +90,8 @@ class SyncApp:
         enricher = build_enricher(s, session, self.clock)
         budget = self.budget
         if budget is None and s.rate_budget_enabled:
-            limits = default_limits(
-                strava=strava_windows(
-                    parse_pair(s.strava_rate_limit), parse_pair(s.strava_read_rate_limit)
-                ),
-                whoop=whoop_windows(*parse_pair(s.whoop_rate_limit)),
-                google_fit=google_fit_windows(s.google_fit_rate_limit_per_minute),
-            )
             budget = await KvRateBudget.bind(
-                runtime.jetstream(), limits, self.clock, s.rate_background_share
+                runtime.jetstream(), configured_limits(s), self.clock, s.rate_background_share
             )
         fit_client = GoogleFitClient(session, s.google_fit_api_base, self.clock)
         zones = PgTimeZones(runtime.db, s.default_time_zone)

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sync_worker._budget_engine import CounterStore, CountingBudget
 from sync_worker._budget_kv import BUCKET, KvCounterStore, KvRateBudget, slot_key
@@ -51,6 +51,10 @@ from sync_worker._budget_usage import (
     whoop_client_observed,
     whoop_observed,
 )
+from sync_worker.settings import parse_pair
+
+if TYPE_CHECKING:
+    from sync_worker.settings import SyncWorkerSettings
 
 __all__ = [
     "BUCKET",
@@ -73,6 +77,7 @@ __all__ = [
     "Slot",
     "WhoopUsage",
     "Window",
+    "configured_limits",
     "default_limits",
     "google_fit_windows",
     "open_meteo_windows",
@@ -182,3 +187,15 @@ def default_limits(
 
 
 DEFAULT_LIMITS = default_limits()
+
+
+def configured_limits(settings: SyncWorkerSettings) -> Mapping[str, Sequence[Window]]:
+    """The limits the settings give: the one reading of them that the budget enforces and
+    the admin console reports, so the two cannot disagree."""
+    return default_limits(
+        strava=strava_windows(
+            parse_pair(settings.strava_rate_limit), parse_pair(settings.strava_read_rate_limit)
+        ),
+        whoop=whoop_windows(*parse_pair(settings.whoop_rate_limit)),
+        google_fit=google_fit_windows(settings.google_fit_rate_limit_per_minute),
+    )
