@@ -201,19 +201,6 @@ async def count(conn: Db, user_id: str) -> int:
     return value
 
 
-async def read(
-    conn: Db,
-    user_id: str,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int = 100,
-) -> list[dict[str, Any]]:
-    """Newest first; what a smart read answers (each row carries ``strava_id``)."""
-    rows, _, _ = await read_synced(conn, user_id, None, start=start, end=end, limit=limit)
-    return rows
-
-
 async def read_synced(
     conn: Db,
     user_id: str,
@@ -223,7 +210,8 @@ async def read_synced(
     end: datetime | None = None,
     limit: int = 100,
 ) -> tuple[list[dict[str, Any]], tuple[str, ...], datetime | None]:
-    """:func:`read` with the rows' versions (:func:`versions`) and, with ``log``
+    """Newest first, what a smart read answers (each row carries ``strava_id``), with
+    the rows' versions (:func:`versions`) and, with ``log``
     (provider, data type), the sync log's last success of that type from the same
     statement (None when no row came back)."""
     synced = "" if log is None else ", " + sync_state.last_success_column(1, 5, 6)
@@ -279,7 +267,7 @@ async def versions(
     end: datetime | None = None,
     limit: int = 100,
 ) -> tuple[tuple[str, ...], datetime | None]:
-    """The versions of the rows :func:`read` would return, in its order, and the sync
+    """The versions of the rows :func:`read_synced` would return, in its order, and the sync
     log's last success of ``log`` (None when no row came back)."""
     records = await conn.fetch(
         f"SELECT {_VERSION} AS version, {sync_state.last_success_column(1, 5, 6)} {_WINDOW}",
