@@ -411,6 +411,7 @@ async def calls_saved() -> list[Figure]:
         )
         freshness = queries.Freshness(parse_thresholds(DEFAULT_THRESHOLDS))
         flights = queries.Flights()
+        answered = queries.Answered()
         try:
             for user in users:
                 await engine.run(
@@ -441,7 +442,7 @@ async def calls_saved() -> list[Figure]:
                             limit=10,
                             force_refresh=force,
                         )
-                        await queries.data(engine, ask, freshness, flights)
+                        await queries.data_json(engine, ask, freshness, flights, answered)
                 rest = (origin - clock.now()).total_seconds() + SIM_HOURS * 3600
                 clock.advance(rest)
                 box.clock.advance(rest)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sync_worker.app import SyncApp
-from syncplane_common.contracts import DataQuery
+from syncplane_common.contracts import DataQuery, DataReply
 
 from tests.integration.gateway_harness import Harness, running_gateway
 from tests.integration.sync_harness import (
@@ -120,12 +120,19 @@ async def test_two_replicas_share_one_fetch_through_the_lock(env: Env) -> None:
     ask = DataQuery(user_id=user, provider="whoop", data_type="sleep")
     try:
         before = await list_calls(env, "sleep")
-        replies = await asyncio.gather(
+        answers = await asyncio.gather(
             *(
-                queries.data(w.require().engine, ask, w.require().freshness, w.require().flights)
+                queries.data_json(
+                    w.require().engine,
+                    ask,
+                    w.require().freshness,
+                    w.require().flights,
+                    w.require().answered,
+                )
                 for w in env.workers
             )
         )
+        replies = [DataReply.model_validate_json(a.to_bytes()) for a in answers]
         after = await list_calls(env, "sleep")
     finally:
         await env.stack.control("DELETE", "/_sandbox/faults")

@@ -301,30 +301,13 @@ class Answered:
             self.size -= len(dropped)
 
 
-async def data(engine: Engine, ask: DataQuery, freshness: Freshness, flights: Flights) -> DataReply:
-    """A smart read, answered in the shape of the smart-sync design (seeds/004)."""
-    source = _source(engine, ask)
-    threshold = freshness.threshold(ask.provider, ask.data_type)
-    if not ask.force_refresh:
-        async with db.reading(engine.pool) as conn:
-            read = await source.read_versioned(conn, ask.user_id, **_window(ask))
-            last = read.last_success
-            if not read.rows:  # the time rides on the rows
-                last = await sync_state.last_success(conn, ask.user_id, ask.provider, ask.data_type)
-        age = _age(last, engine.clock.now())
-        if age is not None and age < threshold:
-            return _answer(
-                "success", read.rows, _cache_metadata(len(read.rows), last, age, threshold)
-            )
-    return await _not_fresh(engine, source, ask, threshold, freshness, flights)
-
-
 async def data_json(
     engine: Engine, ask: DataQuery, freshness: Freshness, flights: Flights, answered: Answered
 ) -> rpc.Encoded:
-    """:func:`data` as the bytes of its reply, for the responder; a fresh read of rows
-    answered before comes from ``answered``. The hot path, one statement: the rows'
-    versions and freshness, on a connection only read from (no reset afterwards)."""
+    """A smart read, answered in the shape of the smart-sync design (seeds/004), as the
+    bytes of its reply; a fresh read of rows answered before comes from ``answered``.
+    The hot path, one statement: the rows' versions and freshness, on a connection only
+    read from (no reset afterwards)."""
     source = _source(engine, ask)
     threshold = freshness.threshold(ask.provider, ask.data_type)
     if not ask.force_refresh:
