@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import nats
 import sync_worker
 from provider_sandbox.config import provider_urls
 from sync_worker.app import SyncApp, build_app
 from sync_worker.settings import SyncWorkerSettings
-from syncplane_common.migrations import migrate
+from syncplane_common.db import create_pool
+from syncplane_common.migrations import migrate, migrate_all
+from syncplane_common.migrations_registry import service_migrations
 
 from tests.integration.token_harness import Events, Stack, eventually, role_dsn, serving
 
@@ -150,3 +153,19 @@ __all__ = [
     "start_process",
     "whoop_settings",
 ]
+
+
+@contextlib.asynccontextmanager
+async def sync_pool(
+    admin_dsn: str, *, min_size: int = 1, max_size: int = 3
+) -> AsyncIterator[asyncpg.Pool]:
+    """Every service's migrations applied, then a pool as sync-worker's own role on its
+    schema: what the store tests write through."""
+    await migrate_all(admin_dsn, service_migrations())
+    pool = await create_pool(
+        role_dsn(admin_dsn, "sync_worker"), "sync", min_size=min_size, max_size=max_size
+    )
+    try:
+        yield pool
+    finally:
+        await pool.close()

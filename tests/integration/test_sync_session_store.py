@@ -9,17 +9,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from sync_worker import session_store as store
 from sync_worker import sessions as ss
 from sync_worker.sessions import Counts, Phase, SessionError, SessionKind, SessionState
-from syncplane_common.db import create_pool
 from syncplane_common.errors import ConflictError, RetryableError
-from syncplane_common.migrations import migrate_all
-from syncplane_common.migrations_registry import service_migrations
+
+from tests.integration.sync_harness import sync_pool
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +28,10 @@ def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def role_dsn(admin_dsn: str, role: str = "sync_worker") -> str:
-    parts = urlsplit(admin_dsn)
-    netloc = f"{role}:{role}@{parts.hostname}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 @pytest.fixture(scope="module")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_all(database_url, service_migrations())
-    created = await create_pool(role_dsn(database_url), "sync", min_size=2, max_size=4)
-    try:
+    async with sync_pool(database_url, min_size=2, max_size=4) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def user() -> str:

@@ -11,16 +11,14 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 from sync_worker import store_google_fit as store
 from sync_worker.providers.google_fit import FitDay, FitSession
-from syncplane_common.db import create_pool
-from syncplane_common.migrations import migrate_all
-from syncplane_common.migrations_registry import service_migrations
+
+from tests.integration.sync_harness import sync_pool
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +27,10 @@ BERLIN = ZoneInfo("Europe/Berlin")
 FIRST = date(2026, 1, 20)
 
 
-def role_dsn(admin_dsn: str, role: str = "sync_worker") -> str:
-    parts = urlsplit(admin_dsn)
-    netloc = f"{role}:{role}@{parts.hostname}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 @pytest.fixture(scope="module")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_all(database_url, service_migrations())
-    created = await create_pool(role_dsn(database_url), "sync", min_size=1, max_size=3)
-    try:
+    async with sync_pool(database_url) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def user() -> str:

@@ -12,15 +12,13 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from sync_worker import store_whoop as store
 from sync_worker.providers.whoop import Kind, WhoopRecord, parse_record
-from syncplane_common.db import create_pool
-from syncplane_common.migrations import migrate_all
-from syncplane_common.migrations_registry import service_migrations
+
+from tests.integration.sync_harness import sync_pool
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -30,6 +28,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 PAYLOADS = Path("/work/shared/providers/payloads")
+
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 FILES: dict[Kind, str] = {
     "cycle": "whoop_cycle.json",
@@ -39,20 +38,10 @@ FILES: dict[Kind, str] = {
 }
 
 
-def role_dsn(admin_dsn: str, role: str = "sync_worker") -> str:
-    parts = urlsplit(admin_dsn)
-    netloc = f"{role}:{role}@{parts.hostname}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 @pytest.fixture(scope="module")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await migrate_all(database_url, service_migrations())
-    created = await create_pool(role_dsn(database_url), "sync", min_size=1, max_size=3)
-    try:
+    async with sync_pool(database_url) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def user() -> str:
