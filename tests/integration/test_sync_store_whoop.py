@@ -10,7 +10,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -19,6 +18,7 @@ from sync_worker import store_whoop as store
 from sync_worker.providers.whoop import Kind, WhoopRecord, parse_record
 
 from tests.integration.sync_harness import sync_pool
+from tests.provider_payloads import PAYLOADS
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     Tx: TypeAlias = PoolConnectionProxy[asyncpg.Record]
 
 pytestmark = pytest.mark.integration
-
-PAYLOADS = Path("/work/shared/providers/payloads")
 
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 FILES: dict[Kind, str] = {

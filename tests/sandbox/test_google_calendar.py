@@ -5,13 +5,13 @@ Helpers here are shared by the other ``test_google_calendar_*`` files."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from provider_sandbox.config import SandboxConfig
 from provider_sandbox.core import Sandbox
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 
 pytestmark = pytest.mark.service
@@ -19,7 +19,6 @@ pytestmark = pytest.mark.service
 API = "/google/calendar/v3"
 CONTROL = "/_sandbox/google_calendar"
 SCOPE = "https://www.googleapis.com/auth/calendar"
-PAYLOADS = Path("/work/shared/providers/payloads")
 ONE_HOUR = {
     "start": {"dateTime": "2030-01-10T09:00:00+00:00"},
     "end": {"dateTime": "2030-01-10T10:00:00+00:00"},

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,12 +13,12 @@ from aiohttp import ClientResponse
 from provider_sandbox.core import Sandbox
 from provider_sandbox.providers.google_fit import FitSettings
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 from tests.sandbox.test_google_oauth import assert_shape
 
 pytestmark = pytest.mark.service
 
-PAYLOADS = Path("/work/shared/providers/payloads")
 API = "/google/fitness/v1/users/me"
 AUTH = "https://www.googleapis.com/auth/fitness."
 ALL_SCOPES = [AUTH + k for k in ("activity.read", "location.read", "heart_rate.read", "sleep.read")]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,11 +18,11 @@ from provider_sandbox.core import Grant, Sandbox
 from provider_sandbox.providers._google_oauth_state import OAuthSettings
 from provider_sandbox.providers.google_oauth import google_grant
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 
 pytestmark = pytest.mark.service
 
-PAYLOADS = Path("/work/shared/providers/payloads")
 CLIENT_ID = "g-client.apps.googleusercontent.com"
 SECRET = "google-secret"
 REDIRECT = "http://127.0.0.1:9/connect/google_fit/callback?flow=1"

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from provider_sandbox.core import Sandbox
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 
 pytestmark = pytest.mark.service
 
 ARCHIVE = "/open-meteo/v1/archive"
 FORECAST = "/open-meteo/v1/forecast"
-PAYLOADS = Path("/work/shared/providers/payloads")
 SYNC_VARIABLES = (
     "temperature_2m,relative_humidity_2m,precipitation,wind_speed_10m,weather_code,"
     "cloud_cover,apparent_temperature"

@@ -7,7 +7,6 @@ Also home of the helpers the other ``test_strava_*`` files share."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -15,11 +14,11 @@ import pytest
 from aiohttp import ClientResponse
 from provider_sandbox.core import Sandbox
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 
 pytestmark = pytest.mark.service
 
-PAYLOADS = Path("/work/shared/providers/payloads")
 CLIENT_ID = "12345"
 SECRET = "strava-secret"
 REDIRECT = "http://127.0.0.1:9/connect/strava/callback?flow=1"

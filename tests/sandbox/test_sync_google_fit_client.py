@@ -34,10 +34,10 @@ from syncplane_common.errors import (
     TokenRejectedError,
 )
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 from tests.sandbox.test_google_fit import (
     AUTH,
-    PAYLOADS,
     FitUser,
     add_sessions,
     make_user,

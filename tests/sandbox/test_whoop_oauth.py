@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,11 +16,11 @@ import pytest
 from aiohttp import ClientResponse
 from provider_sandbox.core import Sandbox
 
+from tests.provider_payloads import PAYLOADS
 from tests.sandbox.conftest import Client
 
 pytestmark = pytest.mark.service
 
-PAYLOADS = Path("/work/shared/providers/payloads")
 CLIENT_ID = "whoop-client"
 SECRET = "whoop-secret"
 REDIRECT = "https://app.example.com/connect/whoop/callback"

@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,10 @@ from webhook_gateway._webhook_intake import STATUS, Rejected
 from webhook_gateway.providers import gcal_push, strava_webhooks, whoop_webhooks
 from webhook_gateway.webhooks import subscription_id_of
 
+from tests.provider_payloads import PAYLOADS
+
 pytestmark = pytest.mark.unit
 
-PAYLOADS = Path("/work/shared/providers/payloads")
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SECRET = "whoop-secret"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +28,11 @@ from syncplane_common.errors import (
     SyncplaneError,
 )
 
+from tests.provider_payloads import PAYLOADS
+
 pytestmark = pytest.mark.unit
 
-PAYLOAD = Path("/work/shared/providers/payloads/strava_activity_summary.json")
+PAYLOAD = PAYLOADS / "strava_activity_summary.json"
 NOW = datetime(2026, 11, 22, 10, 7, 30, tzinfo=UTC)
 HEADERS = {
     "X-RateLimit-Limit": "200,2000",
